@@ -1,0 +1,35 @@
+"""`medplib-studio convert-labels LABELS --reference SCAN --out OUT`: NIfTI <-> DICOM SEG <-> PNG.
+
+The labels are placed on the reference scan's grid by world coordinates, then written in the
+format that OUT's extension names (.nii.gz/.nii, .dcm for DICOM SEG, .png for 2D images).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("convert-labels", help="convert a label map onto a scan's grid (NIfTI, DICOM SEG, PNG)")
+    p.add_argument("labels", help="the label file: .nii/.nii.gz, DICOM SEG (.dcm) or .png")
+    p.add_argument("--reference", required=True, help="the scan the labels belong to")
+    p.add_argument("--series", help="series of the reference folder, if it holds several")
+    p.add_argument("--out", required=True, help="output path; its extension picks the format")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from medplib_core import load
+    from medplib_core.export import export_labels, import_labels
+
+    volume = load(args.reference, series=args.series)
+    imported = import_labels(args.labels, volume)
+    out = export_labels(args.out, imported.array, volume, imported.labels,
+                        extra={"converted_from": str(args.labels)})
+    present = [int(v) for v in np.unique(imported.array) if v]
+    for note in imported.notes:
+        print(f"note: {note}")
+    print(f"wrote {out} ({len(present)} labels: {', '.join(imported.labels[v].name for v in present if v in imported.labels)})")
+    return 0

@@ -1,0 +1,160 @@
+"""Import label maps (NIfTI, DICOM SEG, PNG) onto a scan's grid, placed by world coordinates.
+
+When the label file's grid differs from the scan's (other orientation, spacing or extent),
+it is resampled in world (LPS) coordinates with nearest-neighbour interpolation, so labels
+land on the voxels they cover in the world, never by raw array index.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..annotation.labels import LabelSet
+from ..errors import ExportError
+from ..volume import Volume
+from .sidecar import read_label_names
+
+TRACKING_RE = re.compile(r"^label (\d+)$")  # segment tracking id -> label value (see dicom_seg)
+
+
+@dataclass
+class ImportedLabels:
+    array: np.ndarray  # uint16 [k, j, i] on the scan's grid
+    labels: LabelSet
+    resampled: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def volume_to_sitk(array: np.ndarray, spacing, origin, direction) -> sitk.Image:
+    """A SimpleITK image of a ``[k, j, i]`` array with the given LPS geometry."""
+    img = sitk.GetImageFromArray(np.ascontiguousarray(array))
+    img.SetSpacing(tuple(float(s) for s in spacing))
+    img.SetOrigin(tuple(float(o) for o in origin))
+    img.SetDirection(tuple(float(v) for v in np.asarray(direction, dtype=float).reshape(-1)))
+    return img
+
+
+def reference_image(volume: Volume) -> sitk.Image:
+    ref = sitk.Image(list(volume.size_ijk), sitk.sitkUInt8)
+    ref.SetSpacing(volume.spacing)
+    ref.SetOrigin(volume.origin)
+    ref.SetDirection(tuple(volume.direction.reshape(-1)))
+    return ref
+
+
+def resample_onto(image: sitk.Image, volume: Volume) -> tuple[np.ndarray, bool]:
+    """Nearest-neighbour resampling of a label image onto ``volume``'s grid (world placement)."""
+    same = (
+        tuple(image.GetSize()) == tuple(volume.size_ijk)
+        and np.allclose(image.GetSpacing(), volume.spacing, atol=1e-4)
+        and np.allclose(image.GetOrigin(), volume.origin, atol=1e-3)
+        and np.allclose(image.GetDirection(), volume.direction.reshape(-1), atol=1e-5)
+    )
+    if same:
+        return sitk.GetArrayFromImage(image).astype(np.uint16), False
+    out = sitk.Resample(image, reference_image(volume), sitk.Transform(),
+                        sitk.sitkNearestNeighbor, 0, sitk.sitkUInt16)
+    return sitk.GetArrayFromImage(out), True
+
+
+def import_labels(path: str | Path, volume: Volume) -> ImportedLabels:
+    """Read NIfTI, DICOM SEG or PNG labels and place them on ``volume``'s grid."""
+    path = Path(path)
+    if not path.exists():
+        raise ExportError(f"{path}: no such file")
+    name = path.name.lower()
+    if name.endswith((".nii", ".nii.gz")):
+        return _import_nifti(path, volume)
+    if name.endswith(".png"):
+        return _import_png(path, volume)
+    return _import_seg(path, volume)
+
+
+def _label_set_for(path: Path, values: np.ndarray) -> LabelSet:
+    labels = read_label_names(path) or LabelSet()
+    for v in values:
+        if int(v) and int(v) not in labels:
+            labels.add(f"label {int(v)}", value=int(v))
+    return labels
+
+
+def _import_nifti(path: Path, volume: Volume) -> ImportedLabels:
+    try:
+        img = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        raise ExportError(f"{path}: not a readable NIfTI label map ({str(exc).strip().splitlines()[-1]})") from exc
+    if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
+        raise ExportError(f"{path}: a label map must be a 3D scalar image")
+    arr = sitk.GetArrayViewFromImage(img)
+    if arr.dtype.kind == "f" and not np.allclose(arr, np.round(arr)):
+        raise ExportError(f"{path}: holds non-integer values; it is not a label map")
+    if arr.min() < 0 or arr.max() > 65535:
+        raise ExportError(f"{path}: label values must lie in 0..65535")
+    img = sitk.Cast(img, sitk.sitkUInt16)
+    array, resampled = resample_onto(img, volume)
+    notes = ["resampled onto the scan's grid by world coordinates (nearest neighbour)"] if resampled else []
+    if resampled and not array.any() and sitk.GetArrayViewFromImage(img).any():
+        notes.append("no labelled voxel falls inside the scan: check that the file belongs to this scan")
+    return ImportedLabels(array, _label_set_for(path, np.unique(array)), resampled, notes)
+
+
+def _import_png(path: Path, volume: Volume) -> ImportedLabels:
+    from PIL import Image
+
+    if not volume.is_2d:
+        raise ExportError(f"{path}: PNG labels fit 2D images only; this scan has {volume.shape[0]} slices")
+    try:
+        with Image.open(path) as im:
+            plane = np.array(im if im.mode in ("P", "L", "I;16", "I") else im.convert("L"))
+    except OSError as exc:
+        raise ExportError(f"{path}: not a readable PNG ({exc})") from exc
+    if plane.shape != volume.shape[1:]:
+        raise ExportError(f"{path}: mask is {plane.shape[1]}x{plane.shape[0]} but the image is "
+                          f"{volume.shape[2]}x{volume.shape[1]}")
+    values = np.unique(plane)
+    if set(values.tolist()) <= {0, 255}:  # a plain binary mask
+        plane = (plane > 0).astype(np.uint16)
+    array = plane.astype(np.uint16)[np.newaxis]
+    return ImportedLabels(array, _label_set_for(path, np.unique(array)), False, [])
+
+
+def _import_seg(path: Path, volume: Volume) -> ImportedLabels:
+    import highdicom as hd
+    import pydicom
+
+    try:
+        seg = hd.seg.segread(str(path))
+    except (OSError, ValueError, AttributeError, pydicom.errors.InvalidDicomError) as exc:
+        raise ExportError(f"{path}: not a readable DICOM SEG ({exc})") from exc
+    numbers = [int(d.SegmentNumber) for d in seg.SegmentSequence]
+    try:
+        hv = seg.get_volume(combine_segments=True, relabel=False, dtype=np.uint16)
+    except (ValueError, RuntimeError) as exc:
+        raise ExportError(f"{path}: the SEG frames do not form a volume ({exc})") from exc
+    aff = np.asarray(hv.affine, dtype=float)
+    cols = [aff[:3, 2], aff[:3, 1], aff[:3, 0]]  # array axes (slice, row, column) -> (i, j, k)
+    spacing = [float(np.linalg.norm(c)) for c in cols]
+    direction = np.column_stack([c / s for c, s in zip(cols, spacing)])
+    arr = np.asarray(hv.array, dtype=np.uint16)
+    labels = LabelSet()
+    value_of = {}
+    for d in seg.SegmentSequence:
+        number = int(d.SegmentNumber)
+        tracked = TRACKING_RE.match(str(getattr(d, "TrackingID", "") or ""))
+        value = int(tracked.group(1)) if tracked else number
+        value_of[number] = value
+        if value not in labels:
+            labels.add(str(d.SegmentLabel), value=value)
+    lut = np.zeros(max(numbers) + 1, dtype=np.uint16)
+    for number, value in value_of.items():
+        lut[number] = value
+    arr = lut[arr]
+    img = volume_to_sitk(arr, spacing, aff[:3, 3], direction)
+    array, resampled = resample_onto(img, volume)
+    notes = ["resampled onto the scan's grid by world coordinates (nearest neighbour)"] if resampled else []
+    return ImportedLabels(array, labels, resampled, notes)
