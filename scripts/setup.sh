@@ -9,14 +9,21 @@ want_xvfb="${1:-}"
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
-if [ "$want_xvfb" = "--with-xvfb" ] && [ "$(uname)" = "Linux" ] && ! command -v Xvfb >/dev/null 2>&1; then
-  log "installing Debian packages for a virtual display (xvfb, xcb libraries)"
-  sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
-  $sudo_cmd apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends \
-    xvfb libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxcb-xkb1 \
-    libxkbcommon-x11-0 libxcb-shape0 libxcb-randr0 libxcb-xinerama0 libxcb-cursor0 \
-    libegl1 libgl1 libfontconfig1 libdbus-1-3 x11-utils >/dev/null
+# Debian packages for a real Qt window on a virtual display (Xvfb) and Qt's xcb platform.
+debs=(xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxcb-xkb1
+      libxkbcommon-x11-0 libxcb-shape0 libxcb-randr0 libxcb-xinerama0 libxcb-cursor0
+      libegl1 libgl1 libfontconfig1 libdbus-1-3 x11-apps)
+if [ "$want_xvfb" = "--with-xvfb" ] && command -v dpkg-query >/dev/null 2>&1; then
+  missing=()
+  for d in "${debs[@]}"; do
+    dpkg-query -W -f='${Status}' "$d" 2>/dev/null | grep -q "install ok installed" || missing+=("$d")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing Debian packages for a virtual display: ${missing[*]}"
+    sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
 fi
 
 if [ ! -x "$venv/bin/python" ]; then

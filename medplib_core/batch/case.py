@@ -1,0 +1,134 @@
+"""One batch case: load the scan, run its prompts (and text targets), write its label map."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..annotation import LabelMap, LabelSet
+from ..display import apply_window
+from ..engines.base import Prompt, SegmentationEngine
+from ..errors import MedplibError
+from ..volume import Volume
+from .manifest import file_sha256
+from .prompts_csv import PromptRow
+from .spec import BatchSpec, Case
+
+
+@dataclass
+class CaseJob:
+    """What a worker needs for one case (plain data, so it pickles to worker processes)."""
+
+    case: Case
+    prompts: list[PromptRow]
+    targets: list[str]
+    label_values: dict[str, int]
+    propagate: bool
+    dicom_seg: bool
+    run_dir: Path
+    input_sha256: str
+
+    @classmethod
+    def from_spec(cls, spec: BatchSpec, case: Case, checksum: str) -> "CaseJob":
+        return cls(case, spec.prompts_for(case.id), list(spec.targets), dict(spec.label_values),
+                   spec.propagate, spec.dicom_seg, spec.output, checksum)
+
+
+def _group(rows: list[PromptRow], vol: Volume) -> dict[tuple[str, int], Prompt]:
+    """Rows with the same label and slice become one prompt (a box plus points)."""
+    prompts: dict[tuple[str, int], Prompt] = {}
+    for row in rows:
+        k, xy = row.on_volume(vol)
+        p = prompts.setdefault((row.label, k), Prompt())
+        if row.type == "box":
+            p.box = (xy[0], xy[1], xy[2], xy[3])
+        else:
+            p.points.append((xy[0], xy[1]))
+            p.point_labels.append(row.polarity)
+    return prompts
+
+
+def run_case(job: CaseJob, engine: SegmentationEngine,
+             propagate_fn: Callable[..., np.ndarray] | None = None) -> dict[str, Any]:
+    """Process one case; never raises for a bad case: the record says what went wrong."""
+    t0 = time.perf_counter()
+    rec: dict[str, Any] = {"kind": "result", "case": job.case.id, "input": str(job.case.path),
+                           "input_sha256": job.input_sha256, "engine": engine.info.to_dict()}
+    try:
+        from .. import load
+        from ..export import export_labels, write_dicom_seg
+
+        vol = load(job.case.path)
+        t_load = time.perf_counter()
+        labels = LabelSet()
+        for name, value in sorted(job.label_values.items(), key=lambda kv: kv[1]):
+            labels.add(name, value=value)
+        lm = LabelMap(vol.shape, labels)
+        encoded: dict[int, Any] = {}
+        n_enc = 0
+        prompt_log = []
+
+        def session(k: int):
+            nonlocal n_enc
+            if k not in encoded:
+                encoded[k] = engine.encode(apply_window(vol.array[k], *vol.window))
+                n_enc += 1
+            return encoded[k]
+
+        for (name, k), prompt in _group(job.prompts, vol).items():
+            res = session(k).predict(prompt)
+            mask3d = None
+            if job.propagate and propagate_fn is not None and vol.shape[0] > 1 and not res.empty:
+                mask3d = propagate_fn(engine, vol, k, res.mask)
+            if mask3d is not None:
+                lm.apply(mask3d, job.label_values[name], policy="overwrite")
+            else:
+                lm.apply(res.mask, job.label_values[name], view=lambda a, k=k: a[k], policy="overwrite")
+            prompt_log.append({"label": name, "slice": k, "prompt": prompt.describe(), "score": res.score,
+                               "pixels": int(res.mask.sum()), "reason": res.reason,
+                               "propagated": mask3d is not None})
+        for target in job.targets:
+            k, res = _ground(engine, vol, target, session)
+            if res is not None and not res.empty:
+                mask3d = propagate_fn(engine, vol, k, res.mask) if (job.propagate and propagate_fn and vol.shape[0] > 1) else None
+                if mask3d is not None:
+                    lm.apply(mask3d, job.label_values[target], policy="overwrite")
+                else:
+                    lm.apply(res.mask, job.label_values[target], view=lambda a, k=k: a[k], policy="overwrite")
+            prompt_log.append({"label": target, "slice": k, "text": target,
+                               "pixels": 0 if res is None else int(res.mask.sum())})
+        t_seg = time.perf_counter()
+        case_dir = job.run_dir / "labels"
+        name = f"{job.case.id}.png" if vol.is_2d and vol.source and vol.source.kind == "image" else f"{job.case.id}.nii.gz"
+        extra = {"batch": {"case": job.case.id, "prompts": prompt_log, "engine": engine.info.to_dict()}}
+        out = export_labels(case_dir / name, lm.array, vol, labels, extra=extra)
+        if job.dicom_seg and vol.source and vol.source.kind == "dicom" and lm.array.any():
+            seg = write_dicom_seg(case_dir / f"{job.case.id}_seg.dcm", lm.array, vol, labels, extra=extra)
+            rec["dicom_seg"] = str(seg.relative_to(job.run_dir))
+        rec.update(status="ok", output=str(Path(out).relative_to(job.run_dir)),
+                   output_sha256=file_sha256(out), counts={str(k): v for k, v in lm.counts().items()},
+                   prompts=prompt_log, slices_encoded=n_enc,
+                   timings={"load_s": round(t_load - t0, 3), "segment_s": round(t_seg - t_load, 3),
+                            "total_s": round(time.perf_counter() - t0, 3)})
+    except MedplibError as exc:
+        rec.update(status="failed", error=str(exc), timings={"total_s": round(time.perf_counter() - t0, 3)})
+    except Exception as exc:  # noqa: BLE001 - one bad case must never stop the run
+        rec.update(status="failed", error=f"{type(exc).__name__}: {exc}",
+                   traceback=traceback.format_exc(limit=6), timings={"total_s": round(time.perf_counter() - t0, 3)})
+    return rec
+
+
+def _ground(engine, vol: Volume, target: str, session) -> tuple[int, Any]:
+    """Ground a text target: try up to 8 evenly spaced slices, keep the largest mask."""
+    ks = sorted(set(np.linspace(0, vol.shape[0] - 1, num=min(8, vol.shape[0])).round().astype(int).tolist()))
+    best_k, best = ks[len(ks) // 2], None
+    for k in ks:
+        res = session(k).predict(Prompt(text=target))
+        if best is None or res.mask.sum() > best.mask.sum():
+            best_k, best = k, res
+    return best_k, best

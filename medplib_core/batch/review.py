@@ -1,0 +1,126 @@
+"""The review queue over a batch run: step through cases, accept / edit / reject, export.
+
+Decisions are appended to the run's manifest the moment they are made (one fsynced JSON line
+each), so they survive a restart; the latest decision of a case wins. An edited label map is
+saved beside the proposed one (``labels/edited/``) and the decision points at it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import MedplibError
+from ..export.atomic import atomic_path
+from ..export.sidecar import sidecar_path
+from .manifest import Manifest, file_sha256
+
+DECISIONS = ("accepted", "edited", "rejected")
+
+
+@dataclass
+class ReviewItem:
+    case: str
+    input: Path
+    proposed: Path | None  # the batch output, None if the case failed
+    status: str  # the batch status: "ok" or "failed"
+    error: str | None
+    decision: str | None  # None (not reviewed yet), "accepted", "edited", "rejected"
+    labels: Path | None  # the label file the decision stands for (edited or proposed)
+    record: dict[str, Any]
+
+
+class ReviewQueue:
+    def __init__(self, manifest_path: str | Path):
+        self.manifest = Manifest(manifest_path)
+        if not self.manifest.path.exists():
+            raise MedplibError(f"{self.manifest.path}: no run manifest here")
+        self.run_dir = self.manifest.path.parent
+        self.refresh()
+
+    def refresh(self) -> None:
+        results = self.manifest.latest("result")
+        reviews = self.manifest.latest("review")
+        self.items: list[ReviewItem] = []
+        for case, rec in results.items():
+            rev = reviews.get(case)
+            proposed = self.run_dir / rec["output"] if rec.get("output") else None
+            labels = self.run_dir / rev["labels"] if rev and rev.get("labels") else proposed
+            self.items.append(ReviewItem(case=case, input=Path(rec.get("input", "")), proposed=proposed,
+                                         status=rec.get("status", "failed"), error=rec.get("error"),
+                                         decision=rev.get("decision") if rev else None, labels=labels,
+                                         record=rec))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def item(self, case: str) -> ReviewItem:
+        for it in self.items:
+            if it.case == case:
+                return it
+        raise KeyError(case)
+
+    def next_unreviewed(self, after: str | None = None) -> ReviewItem | None:
+        start = 0
+        if after is not None:
+            start = next((i + 1 for i, it in enumerate(self.items) if it.case == after), 0)
+        for it in self.items[start:] + self.items[:start]:
+            if it.decision is None and it.status == "ok":
+                return it
+        return None
+
+    def decide(self, case: str, decision: str, edited_labels: str | Path | None = None,
+               reviewer: str = "", note: str = "") -> ReviewItem:
+        """Record a decision now. ``edited`` needs the path of the corrected label map."""
+        if decision not in DECISIONS:
+            raise ValueError(f"decision must be one of {', '.join(DECISIONS)}")
+        it = self.item(case)
+        rec: dict[str, Any] = {"kind": "review", "case": case, "decision": decision,
+                               "reviewer": reviewer, "note": note}
+        if decision == "edited":
+            if edited_labels is None:
+                raise ValueError("an 'edited' decision needs the corrected label file")
+            rel = Path(edited_labels).resolve().relative_to(self.run_dir.resolve())
+            rec["labels"] = str(rel)
+            rec["labels_sha256"] = file_sha256(edited_labels)
+        elif it.proposed is not None:
+            rec["labels"] = str(it.proposed.relative_to(self.run_dir))
+        self.manifest.append(rec)
+        self.refresh()
+        return self.item(case)
+
+    def edited_path(self, case: str) -> Path:
+        it = self.item(case)
+        name = it.proposed.name if it.proposed else f"{case}.nii.gz"
+        return self.run_dir / "labels" / "edited" / name
+
+    def export_accepted(self, dest: str | Path) -> list[Path]:
+        """Copy the label maps of accepted and edited cases (with sidecars) into ``dest``."""
+        dest = Path(dest)
+        out = []
+        for it in self.items:
+            if it.decision in ("accepted", "edited") and it.labels and it.labels.is_file():
+                target = dest / it.labels.name
+                with atomic_path(target) as tmp:
+                    shutil.copyfile(it.labels, tmp)
+                side = sidecar_path(it.labels)
+                if side.is_file():
+                    with atomic_path(sidecar_path(target)) as tmp:
+                        shutil.copyfile(side, tmp)
+                out.append(target)
+        return out
+
+    def summary(self) -> dict[str, int]:
+        counts = {"total": len(self.items), "unreviewed": 0, "failed": 0}
+        for d in DECISIONS:
+            counts[d] = 0
+        for it in self.items:
+            if it.status != "ok":
+                counts["failed"] += 1
+            elif it.decision is None:
+                counts["unreviewed"] += 1
+            else:
+                counts[it.decision] += 1
+        return counts

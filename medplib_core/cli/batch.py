@@ -1,0 +1,73 @@
+"""`medplib-studio batch SPEC`: run a batch with a progress bar; Ctrl+C stops cleanly."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("batch", help="segment many cases from a YAML/JSON spec (resumable)")
+    p.add_argument("spec", help="the batch spec (YAML or JSON); see medplib_core/batch/spec.py")
+    p.add_argument("--workers", type=int, help="worker processes (default: one per CPU core or GPU)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _fmt_s(seconds: float | None) -> str:
+    if seconds is None:
+        return "--:--"
+    m, s = divmod(int(seconds + 0.5), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+def progress_line(prog) -> str:
+    width = 28
+    filled = int(width * prog.done / max(prog.total, 1))
+    bar = "#" * filled + "." * (width - filled)
+    last = ""
+    if prog.last is not None:
+        last = f"  last: {prog.last.get('case')} {prog.last.get('status')}"
+    return (f"[{bar}] {prog.done}/{prog.total}  ok {prog.ok}  failed {prog.failed}  skipped {prog.skipped}"
+            f"  elapsed {_fmt_s(prog.elapsed)}  ETA {_fmt_s(prog.eta_s)}{last}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from medplib_core.batch import load_spec, run_batch
+
+    spec = load_spec(args.spec)
+    stop = threading.Event()
+    tty = sys.stderr.isatty()
+
+    def on_sigint(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("\nstopping after the running cases finish (Ctrl+C again to stop now)", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+
+    def show(prog) -> None:
+        if args.quiet:
+            return
+        line = progress_line(prog)
+        print(("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+
+    try:
+        summary = run_batch(spec, workers=args.workers, progress=show, stop=stop)
+    except KeyboardInterrupt:
+        print("\nstopped; finished cases are recorded in the manifest, re-run to resume", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if tty and not args.quiet:
+        print(file=sys.stderr)
+    print(f"{summary['ok']} ok, {summary['failed']} failed, {summary['skipped']} skipped of {summary['total']} "
+          f"cases in {summary['elapsed_s']} s with {summary['workers']} worker(s); manifest: {summary['manifest']}")
+    if summary["stopped"]:
+        print("stopped before the end: re-run the same command to resume", file=sys.stderr)
+        return 130
+    return 0 if summary["failed"] == 0 else 3
