@@ -3,7 +3,8 @@
 Conventions (the same as SimpleITK's, so arrays move between the two unchanged):
 
 * ``array`` is indexed ``[k, j, i]`` (slice, row, column); colour images add a trailing
-  channel axis: ``[k, j, i, c]``.
+  channel axis: ``[k, j, i, c]`` (a 2D RGB image is ``(1, H, W, 3)``; a 3D array is always
+  a volume, never guessed to be colour).
 * ``spacing``, ``origin`` and the columns of ``direction`` are given in ``(i, j, k)`` order.
 * World position of voxel ``(i, j, k)`` is ``origin + direction @ (spacing * (i, j, k))``, in
   the DICOM patient coordinate system LPS (x to the patient's left, y posterior, z superior).
@@ -70,9 +71,7 @@ class Volume:
     def __post_init__(self) -> None:
         arr = np.asarray(self.array)
         if arr.ndim == 2:
-            arr = arr[np.newaxis]
-        elif arr.ndim == 3 and self._looks_like_2d_colour(arr):
-            arr = arr[np.newaxis]
+            arr = arr[np.newaxis]  # a 2D grey image is a one-slice volume
         if arr.ndim not in (3, 4):
             raise ValueError(f"a Volume needs a 2D, 3D or 3D+colour array, got shape {arr.shape}")
         self.array = arr
@@ -83,10 +82,6 @@ class Volume:
             raise ValueError(f"voxel spacing must be positive, got {self.spacing}")
         if self.window is None:
             self.window = default_window(self)
-
-    @staticmethod
-    def _looks_like_2d_colour(arr: np.ndarray) -> bool:
-        return arr.shape[-1] in (3, 4) and arr.dtype == np.uint8 and min(arr.shape[:2]) > 4
 
     # ----- shape -----------------------------------------------------------------------------
     @property

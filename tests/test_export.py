@@ -102,7 +102,7 @@ def test_import_resamples_by_world_coordinates(tmp_path):
 
 
 def test_png_round_trip(tmp_path):
-    vol = Volume(np.zeros((40, 30, 3), np.uint8))
+    vol = Volume(np.zeros((1, 40, 30, 3), np.uint8))
     assert vol.is_2d and vol.is_colour
     labels = LabelSet()
     a, b = labels.add("a").value, labels.add("b").value

@@ -95,6 +95,10 @@ def test_dicom_seg_references_the_source_instances(ct_series, imported, tmp_path
     assert back.labels[5].name == "liver"
 
 
-def test_source_files_are_real_dicom(ct_series):
-    ds = pydicom.dcmread(ct_series.source.files[0], stop_before_pixels=True)
-    assert ds.SOPInstanceUID == ct_series.source.sop_instance_uids[0]
+def test_source_files_follow_slice_positions(ct_series):
+    """files[k] is the instance of slice k (this anonymised series keeps its UIDs in the file meta)."""
+    for k in (0, 7, 19):
+        ds = pydicom.dcmread(ct_series.source.files[k], stop_before_pixels=True)
+        uid = ds.get("SOPInstanceUID") or ds.file_meta.MediaStorageSOPInstanceUID
+        assert uid == ct_series.source.sop_instance_uids[k]
+        np.testing.assert_allclose(ct_series.index_to_world([0, 0, k]), [float(v) for v in ds.ImagePositionPatient], atol=1e-3)

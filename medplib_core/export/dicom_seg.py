@@ -35,16 +35,40 @@ def _segment_codes(name: str) -> tuple[Any, Any]:
     return codes.SCT.AnatomicalStructure, codes.SCT.Organ
 
 
-def source_datasets(volume: Volume) -> list[pydicom.Dataset]:
-    """The source instances, one per slice k, read without their pixel data."""
+def source_datasets(volume: Volume, notes: list[str] | None = None) -> list[pydicom.Dataset]:
+    """The source instances, one per slice k, read without their pixel data.
+
+    Anonymised files sometimes lack the UIDs a SEG must reference. The SOP class and instance
+    come back from the file meta; a missing study or series UID is replaced by one derived
+    from the files' content (the same every time), and ``notes`` says so.
+    """
     src = volume.source
     if src is None or src.kind != "dicom" or not src.files:
         raise ExportError("DICOM SEG needs a DICOM source series; export NIfTI for this scan")
     files = list(dict.fromkeys(src.files))
     try:
-        return [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
+        datasets = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
     except (OSError, pydicom.errors.InvalidDicomError) as exc:
         raise ExportError(f"cannot re-read the source DICOM files for the SEG references: {exc}") from exc
+    derived = {}
+    for ds in datasets:
+        meta = getattr(ds, "file_meta", None)
+        if not ds.get("SOPClassUID") and meta is not None and meta.get("MediaStorageSOPClassUID"):
+            ds.SOPClassUID = meta.MediaStorageSOPClassUID
+        if not ds.get("SOPInstanceUID") and meta is not None and meta.get("MediaStorageSOPInstanceUID"):
+            ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+        for key in ("StudyInstanceUID", "SeriesInstanceUID"):
+            if not ds.get(key):
+                if key not in derived:
+                    derived[key] = pydicom.uid.generate_uid(
+                        entropy_srcs=[key] + sorted(str(d.get("SOPInstanceUID", "")) for d in datasets))
+                setattr(ds, key, derived[key])
+        if not ds.get("SOPClassUID") or not ds.get("SOPInstanceUID"):
+            raise ExportError(f"{ds.filename}: the source file has no SOP instance UID to reference")
+    if notes is not None and derived:
+        notes.append(f"the source files lack {' and '.join(sorted(derived))}; "
+                     "the SEG references UIDs derived from their SOP instances")
+    return datasets
 
 
 def write_dicom_seg(path: str | Path, labels: np.ndarray, volume: Volume, label_set: LabelSet,
@@ -54,7 +78,8 @@ def write_dicom_seg(path: str | Path, labels: np.ndarray, volume: Volume, label_
     path = Path(path)
     if tuple(labels.shape) != volume.shape:
         raise ExportError(f"{path}: label array {labels.shape} is not on the scan's grid {volume.shape}")
-    datasets = source_datasets(volume)
+    notes: list[str] = []
+    datasets = source_datasets(volume, notes)
     present = [lab for lab in label_set if np.any(labels == lab.value)]
     if not present:
         raise ExportError(f"{path}: there are no labelled voxels to export")
@@ -94,5 +119,8 @@ def write_dicom_seg(path: str | Path, labels: np.ndarray, volume: Volume, label_
     with atomic_path(path, suffix=".dcm") as tmp:
         seg.save_as(tmp)
     counts = {lab.value: int(np.count_nonzero(labels == lab.value)) for lab in present}
+    extra = dict(extra or {})
+    if notes:
+        extra["notes"] = notes
     write_sidecar(path, build_sidecar(label_set, volume, counts, extra))
     return path
