@@ -39,7 +39,7 @@ def real_batch(shared_data, tmp_path_factory):
     root = tmp_path_factory.mktemp("batch")
     vols = shared_data / "volumes"
     k_liver, box_liver, gt_liver = _label_box(vols / "ct_small_abdomen_labels.nii.gz", 5)
-    k_spl, box_spl, gt_spl = _label_box(vols / "mr_small_abdomen_labels.nii.gz", 1)
+    k_mr, box_mr, gt_mr = _label_box(vols / "mr_small_abdomen_labels.nii.gz", 5)
     dev = list(csv.DictReader(open(shared_data / "dev2d" / "manifest.csv")))
     row = next(r for r in dev if r["modality"] == "ultrasound" and float(r["largest_cc_frac"]) >= 0.95)
     # the series' liver box in world coordinates, from the label file placed onto the series
@@ -56,7 +56,7 @@ def real_batch(shared_data, tmp_path_factory):
         w = csv.writer(fh)
         w.writerow(["case", "label", "type", "space", "slice", "x0", "y0", "z0", "x1", "y1", "z1"])
         w.writerow(["ct_small", "liver", "box", "pixel", k_liver, *box_liver[:2], "", *box_liver[2:], ""])
-        w.writerow(["mr_small", "spleen", "box", "pixel", k_spl, *box_spl[:2], "", *box_spl[2:], ""])
+        w.writerow(["mr_small", "liver", "box", "pixel", k_mr, *box_mr[:2], "", *box_mr[2:], ""])
         w.writerow(["us", "lesion", "box", "pixel", 0, *row["box_xyxy"].split()[:2], "", *row["box_xyxy"].split()[2:], ""])
         w.writerow(["series", "liver", "box", "world", "", w0[0], w0[1], w0[2], w1[0], w1[1], w1[2]])
     spec = {
@@ -72,7 +72,7 @@ def real_batch(shared_data, tmp_path_factory):
     }
     spec_path = root / "spec.json"
     spec_path.write_text(json.dumps(spec))
-    gts = {"ct_small": (k_liver, gt_liver), "mr_small": (k_spl, gt_spl), "series": (ks, lab[ks]),
+    gts = {"ct_small": (k_liver, gt_liver), "mr_small": (k_mr, gt_mr), "series": (ks, lab[ks]),
            "us": (0, np.array(Image.open(shared_data / "dev2d" / row["mask"])) > 0)}
     summary = run_batch(spec_path, workers=1)
     return spec_path, summary, gts
@@ -164,25 +164,43 @@ def test_corrupt_case_is_reported_and_the_others_complete(tmp_path):
     assert rec["status"] == "failed" and "broken.dcm" in rec["error"]
 
 
-def test_killed_run_leaves_no_corrupt_output_and_resumes(tmp_path):
+def _start(spec: Path) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "medplib_core.cli.main", "batch", str(spec), "--workers", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+
+
+def _wait_records(manifest: Manifest, n: int, timeout: float = 240) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline and len(manifest.latest()) < n:
+        time.sleep(0.2)
+
+
+def test_ctrl_c_and_kill_leave_a_consistent_run_that_resumes(tmp_path):
     cases = _make_cases(tmp_path, 8)
     spec = _write_spec(tmp_path, cases)
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "medplib_core.cli.main", "batch", str(spec), "--workers", "1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     manifest = Manifest(tmp_path / "run")
-    deadline = time.time() + 240
-    while time.time() < deadline and len(manifest.latest()) < 2:
-        time.sleep(0.2)
+    labels_dir = tmp_path / "run" / "labels"
+    # Ctrl+C: the running case finishes and is recorded, then the run stops
+    proc = _start(spec)
+    _wait_records(manifest, 1)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out.decode()[-2000:]
+    after_int = manifest.latest()
+    assert 1 <= len(after_int) < 8 and all(r["status"] == "ok" for r in after_int.values())
+    # a hard kill mid-run
+    proc = _start(spec)
+    _wait_records(manifest, len(after_int) + 1)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done_before = manifest.latest()
-    assert 2 <= len(done_before) < 8
-    labels_dir = tmp_path / "run" / "labels"
+    assert len(after_int) < len(done_before) < 8
     finished = {p.name for p in labels_dir.glob("*.png")}
-    # every output present is complete and recorded; temporaries are never under a final name
+    # every output present is complete and recorded; temporaries never carry a final name
     for rec in done_before.values():
         assert rec["output"].split("/")[-1] in finished
+    assert all(not p.name.startswith(".") or ".partial" in p.name for p in labels_dir.iterdir())
     summary = run_batch(spec, workers=1)
     assert summary["skipped"] == len(done_before)
     assert summary["ok"] == 8 - len(done_before)

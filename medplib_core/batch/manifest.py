@@ -44,8 +44,8 @@ class Manifest:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        if self.path.is_dir():
-            self.path = self.path / MANIFEST_NAME
+        if self.path.is_dir() or self.path.suffix.lower() not in (".jsonl", ".json"):
+            self.path = self.path / MANIFEST_NAME  # a run folder (which may not exist yet)
 
     def records(self) -> Iterator[dict[str, Any]]:
         if not self.path.exists():
