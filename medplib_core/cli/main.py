@@ -12,7 +12,7 @@ import importlib
 import sys
 
 # Module names under medplib_core.cli, one per subcommand family.
-COMMANDS: tuple[str, ...] = ("info", "convert_labels", "batch", "medplib")
+COMMANDS: tuple[str, ...] = ("info", "convert_labels", "batch", "medplib", "segment")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,7 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     gui = sub.add_parser("gui", help="open the desktop application (the default)")
-    gui.add_argument("path", nargs="?", help="a scan to open")
+    gui.add_argument("path", nargs="?", help="a scan (DICOM file or folder, NIfTI, 2D image) or a project folder")
+    gui.add_argument("--sample", action="store_true", help="open a real sample CT (pydicom test data)")
+    gui.add_argument("--series", help="SeriesInstanceUID to open from a folder with several series")
+    gui.add_argument("--no-engine", action="store_true", help="do not load the segmentation model")
     gui.set_defaults(func=_run_gui)
     for name in COMMANDS:
         importlib.import_module(f"medplib_core.cli.{name}").register(sub)
@@ -40,7 +43,7 @@ def _version() -> str:
 def _run_gui(args: argparse.Namespace) -> int:
     # The GUI lives in the separate `app` package; medplib_core itself never imports Qt.
     gui_main = importlib.import_module("app.main")
-    return int(gui_main.main([args.path] if getattr(args, "path", None) else []) or 0)
+    return int(gui_main.main(gui_main.argv_from(args)) or 0)
 
 
 def main(argv: list[str] | None = None) -> int:

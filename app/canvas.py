@@ -1,0 +1,371 @@
+"""`SliceCanvas`: draws one displayed slice with overlays and turns mouse input into prompts.
+
+Image pixel (row, col) covers [col, col+1) x [row, row+1) in image coordinates; the canvas maps
+them to the screen with the slice's pixel spacing, so anisotropic voxels keep their true
+aspect. Left button: the current tool; right-drag: window/level; middle-drag (or the navigate
+tool): pan; wheel: slices; Ctrl+wheel: zoom.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QPainter, QPainterPath, QPen, QPolygonF
+from PySide6.QtWidgets import QWidget
+
+from . import render
+from .tools import PAINT_TOOLS, ToolState, stamp_segment
+
+PROMPT_POS = QColor(60, 220, 90)
+PROMPT_NEG = QColor(240, 60, 60)
+PROMPT_BOX = QColor(255, 210, 40)
+
+
+class SliceCanvas(QWidget):
+    """Paints the scan, labels, proposal and prompts of one view; emits what the user drew."""
+
+    point_clicked = Signal(float, float, bool)  # x, y (image coords), positive
+    box_drawn = Signal(float, float, float, float)  # x0, y0, x1, y1
+    lasso_drawn = Signal(object)  # list of (x, y)
+    stroke_done = Signal(object, bool)  # bool mask (rows, cols), erase
+    slice_step = Signal(int)
+    cursor_moved = Signal(object)  # (row, col) floats, or None when the cursor leaves
+    window_drag = Signal(float, float)  # dx, dy in screen pixels
+    focused = Signal()
+    navigate_clicked = Signal(float, float)  # (row, col): a click with the navigate tool
+
+    def __init__(self, tools: ToolState, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.tools = tools
+        self.setMouseTracking(True)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setMinimumSize(160, 160)
+        self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
+        self.scan_image = None  # QImage of the windowed slice
+        self.label_image = None  # QImage overlay or None
+        self.proposal_image = None
+        self.proposal_outline: QPainterPath | None = None
+        self.proposal_prompt: dict | None = None
+        self.pending_prompt: dict | None = None
+        self.opacity = 0.45
+        self.shape = (1, 1)  # displayed (rows, cols)
+        self.spacing = (1.0, 1.0)  # (row_mm, col_mm)
+        self.letters = ("", "", "", "")
+        self.corner_text = ["", "", "", ""]  # top-left, top-right, bottom-left, bottom-right
+        self.stroke_color = QColor(230, 25, 75)
+        self.zoom = 1.0
+        self.pan = QPointF(0, 0)
+        self._drag = None  # (button kind, start screen pos, extra)
+        self._stroke: np.ndarray | None = None
+        self._stroke_img = None
+        self._last_img_pos: tuple[float, float] | None = None
+        self._lasso: list[tuple[float, float]] = []
+        self._box: tuple[QPointF, QPointF] | None = None
+        self._hover: QPointF | None = None
+        self.smooth = True
+        tools.changed.connect(self.update)
+
+    # ----- geometry --------------------------------------------------------------------------
+    def set_slice_shape(self, shape: tuple[int, int], spacing: tuple[float, float]) -> None:
+        if tuple(shape) != self.shape or tuple(spacing) != self.spacing:
+            self.shape, self.spacing = tuple(shape), tuple(spacing)
+            self._cancel_drawing()
+
+    def _scale(self) -> float:
+        h_mm = self.shape[0] * self.spacing[0]
+        w_mm = self.shape[1] * self.spacing[1]
+        return min(self.width() / max(w_mm, 1e-6), self.height() / max(h_mm, 1e-6)) * self.zoom
+
+    def _origin(self, s: float) -> QPointF:
+        w = self.shape[1] * self.spacing[1] * s
+        h = self.shape[0] * self.spacing[0] * s
+        return QPointF((self.width() - w) / 2 + self.pan.x(), (self.height() - h) / 2 + self.pan.y())
+
+    def to_image(self, pos: QPointF) -> tuple[float, float]:
+        """Screen position → image (x, y) = (col, row), continuous."""
+        s = self._scale()
+        o = self._origin(s)
+        return (pos.x() - o.x()) / (self.spacing[1] * s), (pos.y() - o.y()) / (self.spacing[0] * s)
+
+    def to_screen(self, x: float, y: float) -> QPointF:
+        s = self._scale()
+        o = self._origin(s)
+        return QPointF(o.x() + x * self.spacing[1] * s, o.y() + y * self.spacing[0] * s)
+
+    def image_rect(self) -> QRectF:
+        return QRectF(self.to_screen(0, 0), self.to_screen(self.shape[1], self.shape[0]))
+
+    def fit(self) -> None:
+        self.zoom, self.pan = 1.0, QPointF(0, 0)
+        self.update()
+
+    def zoom_by(self, factor: float, anchor: QPointF | None = None) -> None:
+        anchor = anchor or QPointF(self.width() / 2, self.height() / 2)
+        x, y = self.to_image(anchor)
+        self.zoom = float(np.clip(self.zoom * factor, 0.1, 50.0))
+        p = self.to_screen(x, y)
+        self.pan += anchor - p
+        self.update()
+
+    # ----- painting --------------------------------------------------------------------------
+    def paintEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        p = QPainter(self)
+        self._fill_background(p)
+        if self.scan_image is not None:
+            s = self._scale()
+            o = self._origin(s)
+            p.save()
+            p.translate(o)
+            p.scale(self.spacing[1] * s, self.spacing[0] * s)
+            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.smooth)
+            p.drawImage(0, 0, self.scan_image)
+            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
+            if self.label_image is not None:
+                p.setOpacity(self.opacity)
+                p.drawImage(0, 0, self.label_image)
+                p.setOpacity(1.0)
+            if self.proposal_image is not None:
+                p.drawImage(0, 0, self.proposal_image)
+            if self._stroke_img is not None:
+                p.setOpacity(0.6)
+                p.drawImage(0, 0, self._stroke_img)
+                p.setOpacity(1.0)
+            self._paint_outline(p)
+            self._paint_prompt(p, self.proposal_prompt, dashed=False)
+            self._paint_prompt(p, self.pending_prompt, dashed=True)
+            self._paint_drawing(p)
+            p.restore()
+            self._paint_brush_cursor(p, s)
+        self._paint_text(p)
+        p.end()
+
+    def _fill_background(self, p: QPainter) -> None:
+        """Black outside the image only: filling the whole widget costs as much as the image."""
+        black = QColor(0, 0, 0)
+        if self.scan_image is None:
+            p.fillRect(self.rect(), black)
+            return
+        r = self.image_rect().toAlignedRect().adjusted(1, 1, -1, -1) & self.rect()
+        w, h = self.width(), self.height()
+        if r.isEmpty():
+            p.fillRect(self.rect(), black)
+            return
+        p.fillRect(0, 0, w, r.top(), black)
+        p.fillRect(0, r.bottom() + 1, w, h - r.bottom() - 1, black)
+        p.fillRect(0, r.top(), r.left(), r.height(), black)
+        p.fillRect(r.right() + 1, r.top(), w - r.right() - 1, r.height(), black)
+
+    def _cosmetic(self, color: QColor, width: float = 1.5, dashed: bool = False) -> QPen:
+        pen = QPen(color, width)
+        pen.setCosmetic(True)
+        if dashed:
+            pen.setStyle(Qt.PenStyle.DashLine)
+        return pen
+
+    def _paint_outline(self, p: QPainter) -> None:
+        if self.proposal_outline is None or self.proposal_outline.isEmpty():
+            return
+        p.setPen(self._cosmetic(QColor(255, 255, 0), 1.5))
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        p.drawPath(self.proposal_outline)
+
+    def _paint_prompt(self, p: QPainter, prompt: dict | None, dashed: bool) -> None:
+        if not prompt:
+            return
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        if prompt.get("box"):
+            x0, y0, x1, y1 = prompt["box"]
+            p.setPen(self._cosmetic(PROMPT_BOX, 1.5, dashed))
+            p.drawRect(QRectF(QPointF(x0, y0), QPointF(x1, y1)))
+        if prompt.get("polygon"):
+            p.setPen(self._cosmetic(PROMPT_BOX, 1.5, dashed))
+            p.drawPolygon(QPolygonF([QPointF(x, y) for x, y in prompt["polygon"]]))
+        pts = prompt.get("points") or []
+        labs = prompt.get("point_labels") or [1] * len(pts)
+        if pts:
+            t = p.transform()
+            p.save()
+            p.resetTransform()
+            for (x, y), lab in zip(pts, labs):
+                c = t.map(QPointF(x, y))
+                col = PROMPT_POS if lab else PROMPT_NEG
+                p.setPen(QPen(QColor(0, 0, 0), 1))
+                p.setBrush(col)
+                p.drawEllipse(c, 5, 5)
+                p.setPen(QPen(QColor(255, 255, 255), 1.5))
+                p.drawLine(c + QPointF(-3, 0), c + QPointF(3, 0))
+                if lab:
+                    p.drawLine(c + QPointF(0, -3), c + QPointF(0, 3))
+            p.restore()
+
+    def _paint_drawing(self, p: QPainter) -> None:
+        if self._box is not None:
+            a, b = self._box
+            p.setPen(self._cosmetic(PROMPT_BOX, 1.5, True))
+            p.setBrush(Qt.BrushStyle.NoBrush)
+            p.drawRect(QRectF(a, b).normalized())
+        if len(self._lasso) > 1:
+            p.setPen(self._cosmetic(PROMPT_BOX, 1.5, True))
+            p.drawPolyline(QPolygonF([QPointF(x, y) for x, y in self._lasso]))
+
+    def _paint_brush_cursor(self, p: QPainter, s: float) -> None:
+        if self.tools.tool not in PAINT_TOOLS or self._hover is None:
+            return
+        r = self.tools.brush_size / 2.0
+        p.setPen(self._cosmetic(QColor(255, 255, 255), 1.0))
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        p.drawEllipse(self._hover, r * self.spacing[1] * s, r * self.spacing[0] * s)
+
+    def _paint_text(self, p: QPainter) -> None:
+        font = QFont(self.font())
+        font.setPixelSize(13)
+        p.setFont(font)
+        m = 6
+        r = self.rect().adjusted(m, m, -m, -m)
+        top, bottom, left, right = self.letters
+        font_b = QFont(font)
+        font_b.setBold(True)
+        font_b.setPixelSize(15)
+        items = [
+            (font_b, top, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop),
+            (font_b, bottom, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignBottom),
+            (font_b, left, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter),
+            (font_b, right, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter),
+        ]
+        corners = (Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop,
+                   Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop,
+                   Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignBottom,
+                   Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignBottom)
+        items += [(font, t, a) for t, a in zip(self.corner_text, corners)]
+        for f, text, align in items:
+            if not text:
+                continue
+            p.setFont(f)
+            p.setPen(QColor(0, 0, 0, 200))
+            p.drawText(r.translated(1, 1), int(align), text)
+            p.setPen(QColor(255, 220, 120) if f is font_b else QColor(235, 235, 235))
+            p.drawText(r, int(align), text)
+
+    # ----- mouse -----------------------------------------------------------------------------
+    def _inside(self, x: float, y: float) -> bool:
+        return 0 <= x < self.shape[1] and 0 <= y < self.shape[0]
+
+    def _clip(self, x: float, y: float) -> tuple[float, float]:
+        return float(np.clip(x, 0, self.shape[1])), float(np.clip(y, 0, self.shape[0]))
+
+    def mousePressEvent(self, ev) -> None:  # noqa: N802
+        self.setFocus()
+        self.focused.emit()
+        pos = ev.position()
+        btn = ev.button()
+        if btn == Qt.MouseButton.RightButton:
+            self._drag = ("window", pos)
+        elif btn == Qt.MouseButton.MiddleButton or (btn == Qt.MouseButton.LeftButton and self.tools.tool == "navigate"):
+            self._drag = ("pan", pos)
+            self._press = pos
+        elif btn == Qt.MouseButton.LeftButton and self.scan_image is not None:
+            tool = self.tools.tool
+            x, y = self.to_image(pos)
+            if tool in ("point_pos", "point_neg"):
+                if self._inside(x, y):
+                    self.point_clicked.emit(x, y, tool == "point_pos")
+            elif tool == "box":
+                self._box = (QPointF(*self._clip(x, y)), QPointF(*self._clip(x, y)))
+                self._drag = ("box", pos)
+            elif tool == "lasso":
+                self._lasso = [self._clip(x, y)]
+                self._drag = ("lasso", pos)
+            elif tool in PAINT_TOOLS:
+                self._stroke = np.zeros(self.shape, dtype=np.uint8)
+                stamp_segment(self._stroke, (x, y), (x, y), self.tools.brush_size)
+                self._last_img_pos = (x, y)
+                self._refresh_stroke()
+                self._drag = ("paint", pos)
+        self.update()
+
+    def mouseMoveEvent(self, ev) -> None:  # noqa: N802
+        pos = ev.position()
+        x, y = self.to_image(pos)
+        self._hover = pos
+        self.cursor_moved.emit((y, x) if self._inside(x, y) else None)
+        if self._drag is not None:
+            kind, last = self._drag
+            if kind == "window":
+                d = pos - last
+                self.window_drag.emit(d.x(), d.y())
+                self._drag = (kind, pos)
+            elif kind == "pan":
+                self.pan += pos - last
+                self._drag = (kind, pos)
+            elif kind == "box" and self._box is not None:
+                self._box = (self._box[0], QPointF(*self._clip(x, y)))
+            elif kind == "lasso":
+                cx, cy = self._clip(x, y)
+                lx, ly = self._lasso[-1]
+                if abs(cx - lx) + abs(cy - ly) >= 0.5:
+                    self._lasso.append((cx, cy))
+            elif kind == "paint" and self._stroke is not None:
+                stamp_segment(self._stroke, self._last_img_pos, (x, y), self.tools.brush_size)
+                self._last_img_pos = (x, y)
+                self._refresh_stroke()
+        self.update()
+
+    def mouseReleaseEvent(self, ev) -> None:  # noqa: N802
+        if self._drag is None:
+            return
+        kind = self._drag[0]
+        self._drag = None
+        if kind == "pan" and ev.button() == Qt.MouseButton.LeftButton:
+            moved = ev.position() - getattr(self, "_press", ev.position())
+            x, y = self.to_image(ev.position())
+            if abs(moved.x()) + abs(moved.y()) < 3 and self._inside(x, y):
+                self.navigate_clicked.emit(y, x)
+        if kind == "box" and self._box is not None:
+            a, b = self._box
+            self._box = None
+            x0, x1 = sorted((a.x(), b.x()))
+            y0, y1 = sorted((a.y(), b.y()))
+            if x1 - x0 >= 2 and y1 - y0 >= 2:
+                self.box_drawn.emit(x0, y0, x1, y1)
+        elif kind == "lasso":
+            pts, self._lasso = self._lasso, []
+            if len(pts) >= 3:
+                self.lasso_drawn.emit(pts)
+        elif kind == "paint" and self._stroke is not None:
+            stroke, self._stroke, self._stroke_img = self._stroke, None, None
+            self.stroke_done.emit(stroke.astype(bool), self.tools.tool == "eraser")
+        self.update()
+
+    def _refresh_stroke(self) -> None:
+        color = (255, 255, 255) if self.tools.tool == "eraser" else self.stroke_color.getRgb()[:3]
+        self._stroke_img = render.mask_qimage(self._stroke, color, alpha=200)
+
+    def _cancel_drawing(self) -> None:
+        self._drag, self._box, self._lasso = None, None, []
+        self._stroke = self._stroke_img = None
+
+    def wheelEvent(self, ev) -> None:  # noqa: N802
+        dy = ev.angleDelta().y()
+        if not dy:
+            return
+        if ev.modifiers() & Qt.KeyboardModifier.ControlModifier:
+            self.zoom_by(1.15 ** (dy / 120.0), ev.position())
+        else:
+            steps = int(dy / 120) or (1 if dy > 0 else -1)
+            self.slice_step.emit(-steps)
+        ev.accept()
+
+    def leaveEvent(self, ev) -> None:  # noqa: N802
+        self._hover = None
+        self.cursor_moved.emit(None)
+        self.update()
+
+    def keyPressEvent(self, ev) -> None:  # noqa: N802
+        step = {Qt.Key.Key_Up: -1, Qt.Key.Key_Down: 1, Qt.Key.Key_Left: -1, Qt.Key.Key_Right: 1,
+                Qt.Key.Key_PageUp: -10, Qt.Key.Key_PageDown: 10,
+                Qt.Key.Key_Home: -10**6, Qt.Key.Key_End: 10**6}.get(Qt.Key(ev.key()))
+        if step is not None:
+            self.slice_step.emit(step)
+            ev.accept()
+            return
+        super().keyPressEvent(ev)

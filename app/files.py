@@ -1,0 +1,221 @@
+"""File work for the window: open scans (series chooser, progress, cancel), export and import
+labels, save and open projects, restore autosaves. Every slow step runs on a worker thread."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtWidgets import QWidget
+
+import medplib_core
+from medplib_core.errors import LoadError
+from medplib_core.export import export_labels, import_labels
+from medplib_core.project import is_project, load_project, save_project
+
+from .dialogs import SeriesDialog, error_from_exception, progress_dialog, show_error
+from .document import Document
+from .render import value_range_of
+from .workers import TaskRunner
+
+
+def load_for_display(path, series=None, progress=None, cancel=None):
+    """`medplib_core.load` plus what the viewer needs once per scan (its value range),
+    computed here on the worker so the first frame does not wait for it."""
+    vol = medplib_core.load(path, series=series, progress=progress, cancel=cancel)
+    vol.value_range = value_range_of(vol.array)
+    return vol
+
+
+class FileController(QObject):
+    """Owns the I/O worker pool and the dialogs around slow file operations."""
+
+    opened = Signal(str)  # path of a scan or project that finished loading
+    message = Signal(str)
+    saved = Signal(str)
+
+    def __init__(self, doc: Document, parent_widget: QWidget):
+        super().__init__(parent_widget)
+        self.doc = doc
+        self.win = parent_widget
+        self.runner = TaskRunner(2, self, "files")
+        self.project_path: str | None = None
+        self.saved_revision = 0
+        self._progress = None
+        self.loading = False
+
+    # ----- progress helper -------------------------------------------------------------------
+    def _start(self, text: str, fn, *args, on_done, title: str, cancellable: bool = True, **kw):
+        holder: dict = {}
+        dlg = progress_dialog(self.win, text, lambda: holder["task"].cancel())
+        if not cancellable:
+            dlg.setCancelButton(None)
+        self._progress = dlg
+        self.loading = True
+
+        def progress(done, total):
+            dlg.setMaximum(max(total, 1))
+            dlg.setValue(min(done, max(total, 1)))
+
+        def finish():
+            self.loading = False
+            dlg.reset()
+            dlg.close()
+            dlg.deleteLater()
+            self._progress = None
+            self.win.activateWindow()  # give the keyboard back to the main window
+
+        def ok(result):
+            finish()
+            on_done(result)
+
+        def err(exc):
+            finish()
+            error_from_exception(self.win, title, exc)
+
+        def cancelled():
+            finish()
+            self.message.emit("Cancelled.")
+
+        holder["task"] = self.runner.submit(fn, *args, on_done=ok, on_error=err, on_cancel=cancelled,
+                                            on_progress=progress, pass_progress=True, pass_cancel=True,
+                                            name=title, **kw)
+        return holder["task"]
+
+    # ----- opening scans ---------------------------------------------------------------------
+    def open_path(self, path: str, series=None, then: Callable | None = None) -> None:
+        """Open a scan file, a DICOM folder (asking for the series if several) or a project."""
+        path = str(path)
+        if is_project(path):
+            self.open_project(path)
+            return
+        if os.path.isdir(path) and series is None:
+            from medplib_core.io import list_series
+
+            self.runner.submit(list_series, path, name="list series",
+                               on_done=lambda infos: self._chose_series(path, infos, then),
+                               on_error=lambda exc: error_from_exception(self.win, "Cannot open the folder", exc))
+            return
+        self._load(path, series, then)
+
+    def _chose_series(self, path: str, infos, then) -> None:
+        if len(infos) <= 1:
+            self._load(path, infos[0].uid if infos else None, then)
+            return
+        dlg = SeriesDialog(infos, self.win)
+        self.series_dialog = dlg
+
+        def done(code):
+            chosen = dlg.chosen()
+            if code and chosen is not None:
+                self._load(path, chosen.uid, then)
+
+        dlg.finished.connect(done)
+        dlg.open()
+
+    def _load(self, path: str, series, then) -> None:
+        def done(vol):
+            self.doc.set_volume(vol, path, series)
+            self.project_path = None
+            self.saved_revision = self.doc.revision
+            for note in (vol.source.notes if vol.source else [])[:2]:
+                self.message.emit(note)
+            self.opened.emit(path)
+            if then:
+                then(vol)
+
+        self._start(f"Loading {Path(path).name}…", load_for_display, path, series=series,
+                    on_done=done, title="Cannot open the scan")
+
+    # ----- projects --------------------------------------------------------------------------
+    def open_project(self, source, on_loaded: Callable | None = None) -> None:
+        """Open a project folder (path) or an already read `Project` (a recovered autosave)."""
+        is_path = isinstance(source, (str, os.PathLike))
+
+        def work(progress, cancel):
+            project = load_project(source) if is_path else source
+            scan = project.scan.get("path", "")
+            if not scan or not os.path.exists(scan):
+                raise LoadError(scan or str(source), "the project's scan is missing",
+                                hint="move the scan back to where it was, or open the scan and import the labels")
+            vol = load_for_display(scan, series=project.scan.get("series"), progress=progress, cancel=cancel)
+            return project, vol
+
+        def done(result):
+            project, vol = result
+            try:
+                self.doc.load_project(vol, project)
+            except ValueError as exc:
+                show_error(self.win, "Cannot open the project", str(exc),
+                           "The scan on disk changed since the project was saved.")
+                return
+            self.project_path = str(source) if is_path else None
+            self.saved_revision = self.doc.revision if is_path else -1
+            self.opened.emit(str(source) if is_path else project.scan.get("path", ""))
+            if on_loaded:
+                on_loaded()
+
+        self._start("Opening the project…", work, on_done=done, title="Cannot open the project")
+
+    def save_project(self, folder: str | None = None, on_saved: Callable | None = None) -> bool:
+        folder = folder or self.project_path
+        if not folder or self.doc.volume is None:
+            return False
+        job = self.doc.project_job(lambda project: save_project(folder, project))
+        rev = self.doc.revision
+
+        def done(_):
+            self.project_path = str(folder)
+            self.saved_revision = rev
+            self.saved.emit(str(folder))
+            self.message.emit(f"Project saved: {folder}")
+            if on_saved:
+                on_saved()
+
+        self.runner.submit(job, name="save project", on_done=done,
+                           on_error=lambda exc: error_from_exception(self.win, "Cannot save the project", exc))
+        return True
+
+    @property
+    def dirty(self) -> bool:
+        return self.doc.volume is not None and self.doc.revision != self.saved_revision
+
+    # ----- labels in and out -----------------------------------------------------------------
+    def export(self, path: str, on_done: Callable | None = None):
+        """Write the labels (format by extension) with their sidecar; returns the task."""
+        if self.doc.volume is None:
+            return None
+        vol = self.doc.volume
+        extra = {"prompts": [r.to_json() for r in self.doc.prompts if r.status == "accepted"]}
+        job = self.doc.project_job(lambda p: export_labels(path, p.label_array, vol, p.labels, extra))
+
+        def done(written):
+            self.message.emit(f"Exported labels: {written}")
+            if on_done:
+                on_done(written)
+
+        return self.runner.submit(job, name="export",
+                                  on_done=done,
+                                  on_error=lambda exc: error_from_exception(self.win, "Export failed", exc))
+
+    def import_labels(self, path: str) -> None:
+        vol = self.doc.volume
+        if vol is None:
+            return
+
+        def done(imported):
+            self.doc.replace_labels(imported.array, imported.labels, description=f"import {Path(path).name}")
+            for note in imported.notes:
+                self.message.emit(note)
+            if not imported.array.any():
+                show_error(self.win, "Imported labels are empty", f"{path}: no labelled voxel lies on this scan.",
+                           "Check that the label file belongs to this scan.")
+
+        self.runner.submit(import_labels, path, vol, name="import", on_done=done,
+                           on_error=lambda exc: error_from_exception(self.win, "Import failed", exc))
+
+    def shutdown(self) -> None:
+        self.runner.cancel_all()
+        self.runner.wait(5000)

@@ -1,0 +1,245 @@
+"""`SliceView`: one orientation of the scan — header, `SliceCanvas` and slice slider.
+
+It owns the view's slice index, builds the cached QImages the canvas paints (windowed scan,
+label overlay, proposal) and formats the corner text (slice number, position, window).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
+
+from medplib_core.slicing import ORIENTATIONS, available_orientations, n_slices, slice_geometry
+
+from . import render
+from .canvas import SliceCanvas
+from .document import Document
+from .tools import ToolState
+
+_WORLD_AXIS = {"axial": (2, "z"), "coronal": (1, "y"), "sagittal": (0, "x")}
+
+
+class SliceRenderer:
+    """Per-volume caches: windowing table, windowed slices (LRU) and the last label overlay."""
+
+    def __init__(self, max_slices: int = 96):
+        self.max_slices = max_slices
+        self._vol_id = None
+        self._lut: render.WindowLUT | None = None
+        self._scan: OrderedDict = OrderedDict()
+
+    def clear(self) -> None:
+        """Forget the cached windowed slices."""
+        self._scan.clear()
+
+    def _check(self, vol) -> None:
+        if id(vol) != self._vol_id:
+            self._vol_id = id(vol)
+            self._lut = render.WindowLUT(vol.array, getattr(vol, "value_range", None))
+            self._scan.clear()
+
+    def windowed(self, vol, geom, window) -> np.ndarray:
+        """uint8 display pixels of the slice (what engines are given), cached."""
+        self._check(vol)
+        key = (geom.orientation, geom.index, float(window[0]), float(window[1]))
+        hit = self._scan.get(key)
+        if hit is not None:
+            self._scan.move_to_end(key)
+            return hit[0]
+        pixels = self._lut.apply(geom.take(vol.array), *window)
+        img = render.rgb_qimage(pixels) if pixels.ndim == 3 else render.gray_qimage(pixels)
+        self._scan[key] = (pixels, img)
+        while len(self._scan) > self.max_slices:
+            self._scan.popitem(last=False)
+        return pixels
+
+    def scan_image(self, vol, geom, window):
+        self.windowed(vol, geom, window)
+        return self._scan[(geom.orientation, geom.index, float(window[0]), float(window[1]))][1]
+
+
+class SliceView(QWidget):
+    """A header (orientation), a canvas and a slider for one view of the document."""
+
+    activated = Signal(object)  # self
+    index_changed = Signal(str, int)
+
+    def __init__(self, doc: Document, tools: ToolState, orientation: str = "axial",
+                 renderer: SliceRenderer | None = None, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.doc = doc
+        self.orientation = orientation
+        self.index = 0
+        self.indices: dict[str, int] = {}
+        self.renderer = renderer or SliceRenderer()
+        self._label_key = None
+        self._prop_key = None
+        self.overlay_visible = True
+
+        self.combo = QComboBox()
+        self.combo.addItems([o.capitalize() for o in ORIENTATIONS])
+        self.combo.setToolTip("Orientation of this view")
+        self.title = QLabel("")
+        self.title.setStyleSheet("color: palette(mid);")
+        head = QHBoxLayout()
+        head.setContentsMargins(4, 2, 4, 2)
+        head.addWidget(self.combo)
+        head.addWidget(self.title, 1)
+        self.canvas = SliceCanvas(tools)
+        self.slider = QSlider(Qt.Orientation.Vertical)
+        self.slider.setInvertedAppearance(True)
+        self.slider.setToolTip("Slice (wheel, arrow and Page keys also scroll)")
+        body = QHBoxLayout()
+        body.setContentsMargins(0, 0, 0, 0)
+        body.setSpacing(0)
+        body.addWidget(self.canvas, 1)
+        body.addWidget(self.slider)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        lay.addLayout(head)
+        lay.addLayout(body, 1)
+
+        self.combo.currentIndexChanged.connect(lambda i: self.set_orientation(ORIENTATIONS[i]))
+        self.slider.valueChanged.connect(self.set_index)
+        self.canvas.slice_step.connect(lambda n: self.set_index(self.index + n))
+        self.canvas.focused.connect(lambda: self.activated.emit(self))
+        self.canvas.window_drag.connect(self._window_drag)
+        doc.volume_changed.connect(self._on_volume)
+        doc.window_changed.connect(lambda *_: self.refresh(labels=False, proposal=False))
+        doc.voxels_changed.connect(lambda: self.refresh(scan=False, proposal=False))
+        doc.labels_changed.connect(lambda: self.refresh(scan=False, proposal=False))
+        doc.proposal_changed.connect(lambda: self.refresh(scan=False, labels=False))
+        doc.active_label_changed.connect(self._on_active_label)
+
+    # ----- state -----------------------------------------------------------------------------
+    def n_slices(self) -> int:
+        return n_slices(self.doc.volume, self.orientation) if self.doc.volume is not None else 0
+
+    def geometry(self):
+        return slice_geometry(self.doc.volume, self.orientation, self.index)
+
+    def _on_volume(self) -> None:
+        vol = self.doc.volume
+        avail = available_orientations(vol)
+        model = self.combo.model()
+        for i, o in enumerate(ORIENTATIONS):
+            model.item(i).setEnabled(o in avail)
+        self.indices = {o: n_slices(vol, o) // 2 for o in avail}
+        if self.orientation not in avail:
+            self.orientation = "axial"
+        self._label_key = self._prop_key = None
+        self._apply_orientation()
+        self.canvas.fit()
+
+    def set_orientation(self, orientation: str) -> None:
+        if orientation == self.orientation or self.doc.volume is None:
+            return
+        if orientation not in available_orientations(self.doc.volume):
+            self.combo.setCurrentIndex(ORIENTATIONS.index(self.orientation))
+            return
+        self.indices[self.orientation] = self.index
+        self.orientation = orientation
+        self._apply_orientation()
+        self.canvas.fit()
+        self.activated.emit(self)
+
+    def _apply_orientation(self) -> None:
+        self.combo.blockSignals(True)
+        self.combo.setCurrentIndex(ORIENTATIONS.index(self.orientation))
+        self.combo.blockSignals(False)
+        n = self.n_slices()
+        self.index = int(np.clip(self.indices.get(self.orientation, n // 2), 0, max(n - 1, 0)))
+        self.slider.blockSignals(True)
+        self.slider.setRange(0, max(n - 1, 0))
+        self.slider.setValue(self.index)
+        self.slider.setPageStep(10)
+        self.slider.blockSignals(False)
+        self.slider.setVisible(n > 1)
+        self.refresh()
+
+    def set_index(self, index: int) -> None:
+        if self.doc.volume is None:
+            return
+        index = int(np.clip(index, 0, max(self.n_slices() - 1, 0)))
+        if index == self.index:
+            return
+        self.index = index
+        self.indices[self.orientation] = index
+        self.slider.blockSignals(True)
+        self.slider.setValue(index)
+        self.slider.blockSignals(False)
+        self.refresh()
+        self.index_changed.emit(self.orientation, index)
+
+    def _window_drag(self, dx: float, dy: float) -> None:
+        c, w = self.doc.window
+        sens = max(w, 1e-3) / 250.0
+        self.doc.set_window(c + dy * sens, max(w + dx * sens, 1e-3))
+
+    def _on_active_label(self, value: int) -> None:
+        lab = self.doc.labels.get(value)
+        if lab is not None:
+            self.canvas.stroke_color = QColor(*lab.color)
+
+    # ----- rendering -------------------------------------------------------------------------
+    def refresh(self, scan: bool = True, labels: bool = True, proposal: bool = True) -> None:
+        """Rebuild what changed and schedule a repaint."""
+        vol = self.doc.volume
+        if vol is None:
+            return
+        geom = self.geometry()
+        cv = self.canvas
+        cv.set_slice_shape(geom.shape, geom.pixel_spacing)
+        if scan:
+            cv.scan_image = self.renderer.scan_image(vol, geom, self.doc.window)
+        if labels or scan:
+            key = (id(self.doc.labelmap), geom.orientation, geom.index, self.doc.label_revision, self.overlay_visible)
+            if key != self._label_key:
+                self._label_key = key
+                cv.label_image = None
+                if self.overlay_visible and len(self.doc.labels):
+                    lut = render.label_lut(self.doc.labels, max(lab.value for lab in self.doc.labels))
+                    cv.label_image = render.label_qimage(geom.take(self.doc.labelmap.array), lut)
+        if proposal or scan:
+            self._refresh_proposal(geom)
+        cv.letters = geom.edge_letters
+        cv.corner_text = self._corner_text(geom)
+        cv.update()
+
+    def _refresh_proposal(self, geom) -> None:
+        p = self.doc.proposal
+        key = (id(p), geom.orientation, geom.index)
+        if key == self._prop_key:
+            return
+        self._prop_key = key
+        cv = self.canvas
+        cv.proposal_image, cv.proposal_outline, cv.proposal_prompt = None, None, None
+        if p is None:
+            return
+        mask = p.mask_on(self.doc.volume, geom.orientation, geom.index)
+        if mask is not None:
+            cv.proposal_image = render.mask_qimage(mask, (255, 230, 0), alpha=110)
+            cv.proposal_outline = render.mask_outline(mask)
+        if not p.is_3d and p.record.orientation == geom.orientation and p.record.index == geom.index:
+            cv.proposal_prompt = p.record.prompt
+
+    def _corner_text(self, geom) -> list[str]:
+        vol = self.doc.volume
+        n = self.n_slices()
+        world = geom.to_world((geom.shape[0] - 1) / 2, (geom.shape[1] - 1) / 2)
+        axis, name = _WORLD_AXIS[geom.orientation]
+        photo = vol.source is not None and vol.source.kind == "image"
+        tl = f"{'Image' if photo else geom.orientation.capitalize()}  {geom.index + 1} / {n}"
+        if not vol.is_2d:
+            tl += f"\n{name} = {world[axis]:.1f} mm"
+        c, w = self.doc.window
+        tr = "" if vol.is_colour else f"W {w:.0f}  L {c:.0f}"
+        if self.doc.proposal is not None:  # second line: clear of the centred orientation letter
+            tr += "\nEnter: accept · Esc: discard"
+        bl = f"{vol.modality}  {geom.shape[1]}×{geom.shape[0]}  {geom.pixel_spacing[1]:.2f}×{geom.pixel_spacing[0]:.2f} mm"
+        return [tl, tr, bl, ""]

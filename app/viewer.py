@@ -1,0 +1,145 @@
+"""`ViewerArea`: one switchable view or a 2×2 layout (axial, coronal, sagittal + scan info)."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtWidgets import QFrame, QGridLayout, QLabel, QWidget
+
+from medplib_core.slicing import available_orientations
+
+from .document import Document
+from .slice_view import SliceRenderer, SliceView
+from .tools import ToolState
+
+
+class ViewerArea(QWidget):
+    """Holds the slice views; knows which one is active (last clicked or scrolled)."""
+
+    active_changed = Signal(object)  # SliceView
+    cursor_info = Signal(object)  # dict or None
+
+    def __init__(self, doc: Document, tools: ToolState, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.doc = doc
+        self.renderer = SliceRenderer()  # one windowing table and slice cache for all views
+        self.views = [SliceView(doc, tools, o, self.renderer) for o in ("axial", "coronal", "sagittal")]
+        self.info = QLabel()
+        self.info.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self.info.setWordWrap(True)
+        self.info.setFrameShape(QFrame.Shape.StyledPanel)
+        self.info.setMargin(10)
+        self.info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.grid = QGridLayout(self)
+        self.grid.setContentsMargins(0, 0, 0, 0)
+        self.grid.setSpacing(2)
+        self.layout_mode = "single"
+        self.active = self.views[0]
+        for v in self.views:
+            v.activated.connect(self._set_active)
+            v.index_changed.connect(lambda *_, v=v: self._set_active(v))
+            v.canvas.cursor_moved.connect(lambda rc, v=v: self._cursor(v, rc))
+            v.canvas.navigate_clicked.connect(lambda r, c, v=v: self.go_to(v, r, c))
+        doc.volume_changed.connect(self._on_volume)
+        doc.view_state_loaded.connect(self.restore_state)
+        self.set_layout("single")
+
+    # ----- layout ------------------------------------------------------------------------------
+    def set_layout(self, mode: str) -> None:
+        """"single" shows the active view; "grid" shows axial, coronal, sagittal and scan info."""
+        if self.doc.volume is not None and self.doc.volume.is_2d:
+            mode = "single"
+        self.layout_mode = mode
+        for w in [*self.views, self.info]:
+            self.grid.removeWidget(w)
+            w.hide()
+        if mode == "grid":
+            for v, o in zip(self.views, ("axial", "coronal", "sagittal")):
+                if self.doc.volume is not None:
+                    v.set_orientation(o)
+            for w, (r, c) in zip([*self.views, self.info], ((0, 0), (0, 1), (1, 0), (1, 1))):
+                self.grid.addWidget(w, r, c)
+                w.show()
+        else:
+            self.grid.addWidget(self.active, 0, 0)
+            self.active.show()
+        self.active.canvas.setFocus()
+
+    def set_orientation(self, orientation: str) -> None:
+        """Show ``orientation`` in the active view (single layout) or activate its view (grid)."""
+        if self.doc.volume is None or orientation not in available_orientations(self.doc.volume):
+            return
+        if self.layout_mode == "grid":
+            for v in self.views:
+                if v.orientation == orientation:
+                    self._set_active(v)
+                    return
+        self.active.set_orientation(orientation)
+
+    def _set_active(self, view: SliceView) -> None:
+        if view is not self.active:
+            self.active = view
+            self.active_changed.emit(view)
+
+    def state(self) -> dict:
+        """Layout, active view and each view's orientation, slice and zoom (saved in projects)."""
+        return {"layout": self.layout_mode, "active": self.views.index(self.active),
+                "views": [{"orientation": v.orientation, "index": v.index, "zoom": v.canvas.zoom,
+                           "pan": [v.canvas.pan.x(), v.canvas.pan.y()]} for v in self.views]}
+
+    def restore_state(self, state: dict) -> None:
+        if not state or self.doc.volume is None:
+            return
+        for v, s in zip(self.views, state.get("views", [])):
+            try:
+                v.set_orientation(s["orientation"])
+                v.set_index(int(s["index"]))
+                v.canvas.zoom = float(s.get("zoom", 1.0))
+                v.canvas.pan = QPointF(*s.get("pan", (0.0, 0.0)))
+            except (KeyError, TypeError, ValueError):
+                continue
+        active = int(state.get("active", 0))
+        if 0 <= active < len(self.views):
+            self.active = self.views[active]
+        self.set_layout(state.get("layout", "single"))
+
+    def go_to(self, source: SliceView, row: float, col: float) -> None:
+        """Show the clicked voxel in the other views (navigate tool click)."""
+        i, j, k = source.geometry().to_voxel(row, col)
+        for v in self.views:
+            if v is not source and v.isVisible():
+                v.set_index(v.geometry().slice_index_of(i, j, k))
+
+    # ----- readout ---------------------------------------------------------------------------
+    def _on_volume(self) -> None:
+        vol = self.doc.volume
+        if vol.is_2d and self.layout_mode == "grid":
+            self.set_layout("single")
+        src = vol.source
+        lines = [
+            f"<b>{(src.series_description if src and src.series_description else '') or 'Scan'}</b>",
+            f"Modality: {vol.modality}" + (f" ({vol.units})" if vol.units else ""),
+            f"Size (i×j×k): {' × '.join(str(n) for n in vol.size_ijk)}",
+            f"Spacing: {' × '.join(f'{s:.3g}' for s in vol.spacing)} mm",
+            f"Orientation: {vol.orientation_code()}",
+            f"Origin (LPS): {', '.join(f'{o:.1f}' for o in vol.origin)} mm",
+        ]
+        if src is not None:
+            lines.append(f"Source: {src.kind}, {src.path}")
+            lines += [f"Note: {n}" for n in src.notes[:4]]
+        self.info.setText("<br>".join(lines))
+
+    def _cursor(self, view: SliceView, rc) -> None:
+        if rc is None or self.doc.volume is None:
+            self.cursor_info.emit(None)
+            return
+        vol = self.doc.volume
+        geom = view.geometry()
+        row, col = int(rc[0]), int(rc[1])
+        i, j, k = geom.to_voxel(row, col)
+        world = geom.to_world(row, col)
+        value = vol.array[k, j, i]
+        label = int(self.doc.labelmap.array[k, j, i]) if self.doc.labelmap is not None else 0
+        photo = vol.source is not None and vol.source.kind == "image"  # no patient geometry
+        self.cursor_info.emit({"ijk": (i, j, k), "world": None if photo else tuple(float(w) for w in world),
+                               "value": value, "units": vol.units, "label": label,
+                               "orientation": geom.orientation})
