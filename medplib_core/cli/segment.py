@@ -1,0 +1,113 @@
+"""`medplib-studio segment SCAN --box X0 Y0 X1 Y1 [--slice K] [--points X Y L ...] [--propagate] --out MASK`.
+
+Segments one object with the embedded LiteMedSAM engine on the slice as displayed (the scan's
+default window, or ``--window C W``). Writes a PNG (0/255) for 2D images and a NIfTI label map
+on the scan's grid for volumes (the slice only, or the whole object with ``--propagate``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("segment", help="segment one object from a box and/or clicks (LiteMedSAM)")
+    p.add_argument("scan", help="a DICOM file or folder, a NIfTI file or a 2D image")
+    p.add_argument("--box", nargs=4, type=float, metavar=("X0", "Y0", "X1", "Y1"),
+                   help="box in pixel coordinates of the slice (x = column, y = row)")
+    p.add_argument("--points", nargs="+", type=float, metavar="X Y L",
+                   help="clicks as triples x y label (1 positive, 0 negative)")
+    p.add_argument("--slice", type=int, default=None, help="slice index k (default: the middle one)")
+    p.add_argument("--window", nargs=2, type=float, metavar=("CENTRE", "WIDTH"),
+                   help="display window (default: the scan's own)")
+    p.add_argument("--propagate", action="store_true", help="propagate through the volume in 3D")
+    p.add_argument("--label", type=int, default=1, help="label value written for the object")
+    p.add_argument("--out", required=True, help="output mask (.png for 2D, .nii/.nii.gz for volumes)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: automatic)")
+    p.set_defaults(func=run)
+
+
+def _points(values):
+    if not values:
+        return [], []
+    if len(values) % 3:
+        from medplib_core.errors import PromptError
+
+        raise PromptError("--points takes triples: x y label")
+    trip = np.asarray(values, float).reshape(-1, 3)
+    return [(x, y) for x, y, _ in trip], [int(lab) for _, _, lab in trip]
+
+
+def run(args: argparse.Namespace) -> int:
+    from medplib_core import load
+    from medplib_core.display import apply_window
+    from medplib_core.engines.base import Prompt
+    from medplib_core.engines.litemedsam import LiteMedSAMEngine
+    from medplib_core.errors import PromptError
+
+    vol = load(args.scan)
+    pts, labs = _points(args.points)
+    if args.box is None and not pts:
+        raise PromptError("give --box and/or --points")
+    window = tuple(args.window) if args.window else vol.window
+    k = vol.shape[0] // 2 if args.slice is None else args.slice
+    if not 0 <= k < vol.shape[0]:
+        raise PromptError(f"--slice {k} is outside the scan (0..{vol.shape[0] - 1})")
+    image = apply_window(vol.array[k], *window)
+    engine = LiteMedSAMEngine(device=args.device)
+    res = engine.encode(image).predict(Prompt(points=pts, point_labels=labs, box=tuple(args.box) if args.box else None))
+    if res.reason:
+        print(f"warning: {res.reason}", file=sys.stderr)
+    out = Path(args.out)
+    as_nifti = out.name.endswith((".nii", ".nii.gz")) or (not vol.is_2d and not out.name.endswith(".png"))
+    if not as_nifti and args.propagate:
+        raise PromptError("a propagated 3D mask is written as NIfTI: name --out *.nii.gz")
+    if not as_nifti:
+        _write_png(out, res.mask)
+    else:
+        if vol.is_2d and args.propagate:
+            raise PromptError("--propagate needs a volume")
+        labels = np.zeros(vol.shape, np.uint16 if args.label > 255 else np.uint8)
+        if args.propagate and res.mask.any():
+            from medplib_core.engines.propagation import propagate_volume
+
+            mask3d = propagate_volume(engine, vol, k, res.mask, window=window, progress=_progress)
+            print(file=sys.stderr)
+            labels[mask3d] = args.label
+        else:
+            labels[k][res.mask] = args.label
+        _write_nifti(out, labels, vol)
+    print(json.dumps({"out": str(out), "pixels": int(res.mask.sum()), "score": round(res.score, 3),
+                      "slice": k, "engine": engine.info.name, "encoder": engine.encoder.name,
+                      "path": res.provenance.get("path")}))
+    return 0
+
+
+def _progress(done: int, total: int) -> None:
+    print(f"\rpropagating {done}/{total}", end="", file=sys.stderr, flush=True)
+
+
+def _write_png(path: Path, mask: np.ndarray) -> None:
+    import cv2
+
+    from medplib_core.export.atomic import atomic_path
+
+    with atomic_path(path, suffix=".png") as tmp:
+        if not cv2.imwrite(str(tmp), mask.astype(np.uint8) * 255):
+            raise OSError(f"could not write {path}")
+
+
+def _write_nifti(path: Path, labels: np.ndarray, vol) -> None:
+    import nibabel as nib
+
+    from medplib_core.export.atomic import atomic_path
+    from medplib_core.export.nifti import to_nifti_image
+
+    suffix = ".nii.gz" if path.name.endswith(".gz") else ".nii"
+    with atomic_path(path, suffix=suffix) as tmp:
+        nib.save(to_nifti_image(labels, vol), str(tmp))

