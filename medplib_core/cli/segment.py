@@ -1,7 +1,8 @@
 """`medplib-studio segment SCAN --box X0 Y0 X1 Y1 [--slice K] [--points X Y L ...] [--propagate] --out MASK`.
 
-Segments one object with the embedded LiteMedSAM engine on the slice as displayed (the scan's
-default window, or ``--window C W``). Writes a PNG (0/255) for 2D images and a NIfTI label map
+Segments one object on the slice as displayed (the scan's default window, or ``--window C W``)
+with the embedded LiteMedSAM engine, or with MedPLIB (``--engine medplib`` and its weights;
+``--text "liver"`` grounds a target by name). Writes a PNG (0/255) for 2D images and a NIfTI label map
 on the scan's grid for volumes (the slice only, or the whole object with ``--propagate``).
 """
 
@@ -29,6 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--label", type=int, default=1, help="label value written for the object")
     p.add_argument("--out", required=True, help="output mask (.png for 2D, .nii/.nii.gz for volumes)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: automatic)")
+    p.add_argument("--engine", choices=("litemedsam", "medplib"), default="litemedsam",
+                   help="segmentation engine (default: the embedded LiteMedSAM)")
+    p.add_argument("--text", help="MedPLIB: the target to ground, e.g. 'liver'")
+    for name in ("checkpoint", "clip", "sam"):
+        p.add_argument(f"--{name}", help=f"MedPLIB {name} path (default: $MEDPLIB_{name.upper()} or the settings)")
     p.set_defaults(func=run)
 
 
@@ -47,20 +53,26 @@ def run(args: argparse.Namespace) -> int:
     from medplib_core import load
     from medplib_core.display import apply_window
     from medplib_core.engines.base import Prompt
-    from medplib_core.engines.litemedsam import LiteMedSAMEngine
+    from medplib_core.engines.registry import create_engine
     from medplib_core.errors import PromptError
 
     vol = load(args.scan)
     pts, labs = _points(args.points)
-    if args.box is None and not pts:
-        raise PromptError("give --box and/or --points")
+    if args.text and args.engine != "medplib":
+        raise PromptError("--text needs --engine medplib (LiteMedSAM takes boxes and clicks)")
+    if args.box is None and not pts and not args.text:
+        raise PromptError("give --box and/or --points (or --text with --engine medplib)")
     window = tuple(args.window) if args.window else vol.window
     k = vol.shape[0] // 2 if args.slice is None else args.slice
     if not 0 <= k < vol.shape[0]:
         raise PromptError(f"--slice {k} is outside the scan (0..{vol.shape[0] - 1})")
     image = apply_window(vol.array[k], *window)
-    engine = LiteMedSAMEngine(device=args.device)
-    res = engine.encode(image).predict(Prompt(points=pts, point_labels=labs, box=tuple(args.box) if args.box else None))
+    cfg = {"name": args.engine, "device": args.device}
+    if args.engine == "medplib":
+        cfg.update(checkpoint=args.checkpoint, clip=args.clip, sam=args.sam)
+    engine = create_engine(cfg)
+    res = engine.encode(image).predict(Prompt(points=pts, point_labels=labs, text=args.text,
+                                              box=tuple(args.box) if args.box else None))
     if res.reason:
         print(f"warning: {res.reason}", file=sys.stderr)
     out = Path(args.out)
@@ -83,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
             labels[k][res.mask] = args.label
         _write_nifti(out, labels, vol)
     print(json.dumps({"out": str(out), "pixels": int(res.mask.sum()), "score": round(res.score, 3),
-                      "slice": k, "engine": engine.info.name, "encoder": engine.encoder.name,
+                      "slice": k, "engine": engine.info.name, "device": engine.info.device,
                       "path": res.provenance.get("path")}))
     return 0
 
