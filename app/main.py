@@ -20,6 +20,8 @@ def add_arguments(p: argparse.ArgumentParser, with_path: bool = True) -> argpars
     p.add_argument("--sample", action="store_true", help="open a real sample CT (pydicom test data)")
     p.add_argument("--series", help="SeriesInstanceUID to open from a folder with several series")
     p.add_argument("--no-engine", action="store_true", help="do not load the segmentation model")
+    p.add_argument("--engine", choices=("litemedsam", "medplib"),
+                   help="segmentation engine for this run (default: the saved setting, else LiteMedSAM)")
     return p
 
 
@@ -32,6 +34,8 @@ def argv_from(ns: argparse.Namespace) -> list[str]:
         argv += ["--series", ns.series]
     if getattr(ns, "no_engine", False):
         argv.append("--no-engine")
+    if getattr(ns, "engine", None):
+        argv += ["--engine", ns.engine]
     return argv
 
 
@@ -83,7 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     from .automation import run_hook
     from .main_window import MainWindow
 
-    win = MainWindow(load_engine=not args.no_engine)
+    factory = None
+    if args.engine:
+        from medplib_core.engines.registry import create_engine
+
+        factory = lambda: create_engine(args.engine)  # noqa: E731  (the command line wins)
+    win = MainWindow(engine_factory=factory, load_engine=not args.no_engine)
     win.show()
     path = args.path
     if args.sample and not path:

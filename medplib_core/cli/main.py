@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     gui.add_argument("--sample", action="store_true", help="open a real sample CT (pydicom test data)")
     gui.add_argument("--series", help="SeriesInstanceUID to open from a folder with several series")
     gui.add_argument("--no-engine", action="store_true", help="do not load the segmentation model")
+    gui.add_argument("--engine", choices=("litemedsam", "medplib"),
+                     help="segmentation engine for this run (default: the saved setting, else LiteMedSAM)")
     gui.set_defaults(func=_run_gui)
     for name in COMMANDS:
         importlib.import_module(f"medplib_core.cli.{name}").register(sub)
