@@ -15,9 +15,7 @@ proposes the whole slice). Prints the PNG path; exit code 0 on success.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -70,7 +68,7 @@ window.close()
 def take(out: Path, tiny: Path | None = None, scan: str | None = None, threshold: float = 0.1,
          display: str | None = None, timeout: float = 600) -> Path:
     """Run the app with the chat on an X display and save the screen to ``out``."""
-    from screenshot import start_xvfb  # scripts/screenshot.py
+    from screenshot import run_hooked_app, start_xvfb  # scripts/screenshot.py
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="medplib-chat-shot-"))
@@ -83,17 +81,10 @@ def take(out: Path, tiny: Path | None = None, scan: str | None = None, threshold
             tiny = paths.checkpoint.parent
         if display is None:
             xvfb, display = start_xvfb("1500x940x24")
-        hook = tmp / "hook.py"
-        hook.write_text(HOOK)
-        env = dict(os.environ, DISPLAY=display, QT_QPA_PLATFORM="xcb", MEDPLIB_STUDIO_HOOK=str(hook),
-                   SHOT_OUT=str(out.resolve()), SHOT_THRESHOLD=str(threshold),
-                   MEDPLIB_CHECKPOINT=str(tiny / "tiny-medplib"), MEDPLIB_CLIP=str(tiny / "tiny-clip"),
-                   MEDPLIB_SAM=str(tiny / "tiny-sam-med2d.pth"), MEDPLIB_DEVICE="cpu",
-                   MEDPLIB_STUDIO_DATA=str(tmp / "data"), MEDPLIB_STUDIO_SETTINGS=str(tmp / "settings.ini"))
-        args = [sys.executable, "-m", "app.main", *([scan] if scan else ["--sample"])]
-        proc = subprocess.run(args, env=env, cwd=str(ROOT), capture_output=True, text=True, timeout=timeout)
-        if proc.returncode != 0 or "SHOT" not in proc.stdout:
-            raise RuntimeError(f"the app failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr[-3000:]}")
+        run_hooked_app(HOOK, [scan] if scan else ["--sample"], {
+            "SHOT_OUT": str(out.resolve()), "SHOT_THRESHOLD": str(threshold),
+            "MEDPLIB_CHECKPOINT": str(tiny / "tiny-medplib"), "MEDPLIB_CLIP": str(tiny / "tiny-clip"),
+            "MEDPLIB_SAM": str(tiny / "tiny-sam-med2d.pth"), "MEDPLIB_DEVICE": "cpu"}, tmp, display, timeout)
         return out
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -12,9 +12,7 @@ xcb platform; the X screen is grabbed and saved as ``--out`` (the window alone b
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -69,7 +67,7 @@ def sample_run(folder: Path) -> Path:
 def take(out: Path, run: Path | None = None, case: str = "ct", display: str | None = None,
          timeout: float = 600) -> Path:
     """Start the app on an X display with the review dock on ``case`` and save the screen."""
-    from screenshot import start_xvfb  # the window screenshot script's Xvfb helper
+    from screenshot import run_hooked_app, start_xvfb  # the window screenshot script's helpers
 
     out = Path(out).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -80,16 +78,10 @@ def take(out: Path, run: Path | None = None, case: str = "ct", display: str | No
         run = sample_run(tmp / "sample") if run is None else Path(run)
         if display is None:
             xvfb, display = start_xvfb()
-        hook = tmp / "hook.py"
-        hook.write_text(HOOK)
-        env = dict(os.environ, DISPLAY=display, QT_QPA_PLATFORM="xcb", MEDPLIB_STUDIO_HOOK=str(hook),
-                   SHOT_RUN=str(run), SHOT_CASE=case, SHOT_DECIDE="1" if decide else "0", SHOT_OUT=str(out),
-                   SHOT_WINDOW=str(out.with_name(out.stem + "_window.png")),
-                   MEDPLIB_STUDIO_DATA=str(tmp / "data"), MEDPLIB_STUDIO_SETTINGS=str(tmp / "settings.ini"))
-        proc = subprocess.run([sys.executable, "-m", "app.main", "--no-engine"], env=env, cwd=str(ROOT),
-                              capture_output=True, text=True, timeout=timeout)
-        if proc.returncode != 0 or "SHOT" not in proc.stdout:
-            raise RuntimeError(f"the app failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr[-3000:]}")
+        run_hooked_app(HOOK, ["--no-engine"], {
+            "SHOT_RUN": str(run), "SHOT_CASE": case, "SHOT_DECIDE": "1" if decide else "0",
+            "SHOT_OUT": str(out), "SHOT_WINDOW": str(out.with_name(out.stem + "_window.png"))},
+            tmp, display, timeout)
         return out
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -79,6 +79,25 @@ def start_xvfb(size: str = "1440x900x24") -> tuple[subprocess.Popen, str]:
     return proc, f":{int(data.strip())}"
 
 
+def run_hooked_app(hook: str, app_args: list[str], extra_env: dict[str, str], tmp: Path, display: str,
+                   timeout: float) -> subprocess.CompletedProcess:
+    """Run ``python -m app.main APP_ARGS`` on ``display`` with ``hook`` as its automation script.
+
+    Settings and data go to ``tmp`` so a shot never sees (or changes) the user's own. The hook
+    prints a line with "SHOT" when it has saved its picture; anything else is an error.
+    """
+    hook_path = tmp / "hook.py"
+    hook_path.write_text(hook)
+    env = dict(os.environ, DISPLAY=display, QT_QPA_PLATFORM="xcb", MEDPLIB_STUDIO_HOOK=str(hook_path),
+               MEDPLIB_STUDIO_DATA=str(tmp / "data"), MEDPLIB_STUDIO_SETTINGS=str(tmp / "settings.ini"),
+               **extra_env)
+    proc = subprocess.run([sys.executable, "-m", "app.main", *app_args], env=env, cwd=str(ROOT),
+                          capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0 or "SHOT" not in proc.stdout:
+        raise RuntimeError(f"the app failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr[-3000:]}")
+    return proc
+
+
 # boxes as fractions of the slice (x0, y0, x1, y1); defaults fit the sample CT (a head CT)
 DEFAULT_BOXES = "0.29,0.25,0.745,0.82;0.57,0.27,0.727,0.645"
 DEFAULT_NAMES = "brain;hypodense region"
@@ -94,18 +113,11 @@ def take(out: Path, scan: str | None = None, segment: bool = False, engine: bool
         xvfb, display = start_xvfb()
     tmp = Path(tempfile.mkdtemp(prefix="medplib-shot-"))
     try:
-        hook = tmp / "hook.py"
-        hook.write_text(HOOK)
-        env = dict(os.environ, DISPLAY=display, QT_QPA_PLATFORM="xcb", MEDPLIB_STUDIO_HOOK=str(hook),
-                   SHOT_DIR=str(out.resolve()), SHOT_SEGMENT="1" if segment else "0",
-                   SHOT_BOXES=boxes, SHOT_NAMES=names,
-                   MEDPLIB_STUDIO_DATA=str(tmp / "data"), MEDPLIB_STUDIO_SETTINGS=str(tmp / "settings.ini"))
-        args = [sys.executable, "-m", "app.main", *([scan] if scan else ["--sample"])]
+        args = [scan] if scan else ["--sample"]
         if not engine:
             args.append("--no-engine")
-        proc = subprocess.run(args, env=env, cwd=str(ROOT), capture_output=True, text=True, timeout=timeout)
-        if proc.returncode != 0 or "SHOT" not in proc.stdout:
-            raise RuntimeError(f"the app failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr[-3000:]}")
+        run_hooked_app(HOOK, args, {"SHOT_DIR": str(out.resolve()), "SHOT_SEGMENT": "1" if segment else "0",
+                                    "SHOT_BOXES": boxes, "SHOT_NAMES": names}, tmp, display, timeout)
         return out / "screen.png"
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -24,12 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     gui = sub.add_parser("gui", help="open the desktop application (the default)")
-    gui.add_argument("path", nargs="?", help="a scan (DICOM file or folder, NIfTI, 2D image) or a project folder")
-    gui.add_argument("--sample", action="store_true", help="open a real sample CT (pydicom test data)")
-    gui.add_argument("--series", help="SeriesInstanceUID to open from a folder with several series")
-    gui.add_argument("--no-engine", action="store_true", help="do not load the segmentation model")
-    gui.add_argument("--engine", choices=("litemedsam", "medplib"),
-                     help="segmentation engine for this run (default: the saved setting, else LiteMedSAM)")
+    # The GUI's options live with the GUI (app.main imports no Qt at module level).
+    importlib.import_module("app.main").add_arguments(gui)
     gui.set_defaults(func=_run_gui)
     for name in COMMANDS:
         importlib.import_module(f"medplib_core.cli.{name}").register(sub)
