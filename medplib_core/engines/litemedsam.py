@@ -200,7 +200,9 @@ class LiteMedSAMSession(EngineSession):
             mask, score, path = modes.refine(self, prompt.mask_input, pts, labs, prompt.box)
         elif prompt.box is not None:
             box = check_box(prompt.box, self.image_shape)
-            mask, score, path = self.box_mask(box, pts if len(pts) else None, labs)
+            mask, score, path = self.box_mask(box)
+            if len(pts):  # LiteMedSAM ignores point prompts: clicks act as corrections
+                mask, _, _ = modes.refine(self, mask, pts, labs, box)
         elif prompt.polygon is not None or prompt.region is not None:
             mask, score, path = modes.outline(self, prompt.polygon, prompt.region)
         elif len(pts):

@@ -67,7 +67,7 @@ def refine(session, current, points: np.ndarray, labels: np.ndarray, box=None):
         inside = np.zeros(shape, bool)
         inside[int(y0):int(y1) + 1, int(x0):int(x1) + 1] = True
         out &= inside
-    return _honour_clicks(out, current, points, labels), score, "refine"
+    return _honour_clicks(out, points, labels), score, "refine"
 
 
 def _grow(session, mask: np.ndarray, x: int, y: int):
@@ -105,19 +105,16 @@ def _shrink(session, mask: np.ndarray, x: int, y: int):
     return mask, sc
 
 
-def _honour_clicks(mask: np.ndarray, current: np.ndarray, points, labels) -> np.ndarray:
+def _honour_clicks(mask: np.ndarray, points, labels) -> np.ndarray:
     """Make every click true: positives inside the mask, negatives outside it."""
     h, w = mask.shape
     out = mask.copy()
     for (x, y), lab in zip(points, labels):
         xi, yi = int(round(min(max(x, 0), w - 1))), int(round(min(max(y, 0), h - 1)))
-        if lab == 1 and not out[yi, xi]:
-            n, comp = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
-            near = _near_component(comp, xi, yi)
-            if near:
-                out |= comp == near
-            else:
-                cv2.circle(out.view(np.uint8), (xi, yi), 2, 1, -1)
+        if lab == 1 and not out[yi, xi]:  # the model would not include it: mark it at least
+            disc = np.zeros((h, w), np.uint8)
+            cv2.circle(disc, (xi, yi), 2, 1, -1)
+            out |= disc > 0
         elif lab == 0 and out[yi, xi]:
             n, comp = cv2.connectedComponents(out.astype(np.uint8), connectivity=8)
             part = comp == comp[yi, xi]
@@ -129,10 +126,3 @@ def _honour_clicks(mask: np.ndarray, current: np.ndarray, points, labels) -> np.
                 cv2.circle(hole, (xi, yi), r, 1, -1)
                 out &= hole == 0
     return out
-
-
-def _near_component(comp: np.ndarray, x: int, y: int, radius: int = 6) -> int:
-    h, w = comp.shape
-    win = comp[max(0, y - radius):min(h, y + radius + 1), max(0, x - radius):min(w, x + radius + 1)]
-    vals = win[win > 0]
-    return int(np.bincount(vals).argmax()) if vals.size else 0

@@ -7,9 +7,10 @@ extent locally and let the model judge:
    intensity tolerances, plus squares of a few sizes centred on the click;
 2. every candidate box is decoded in one batch against the cached whole-slice embedding (the
    click itself is not fed to the model: LiteMedSAM's point prompts measured worse); masks that
-   miss the click are dropped, the rest ranked by predicted IoU plus agreement between them;
-3. the winner's mask gives a box that is decoded once more through the normal box path (which
-   zooms in for small objects).
+   miss the click are dropped, the rest ranked by predicted IoU, agreement between them and
+   how central the click is in the mask; the winner is returned. (Re-decoding the winner's
+   box through the zoom path measured slightly worse on dev2d, 0.724 vs 0.736, and costs an
+   encoder run, so it is not done.)
 """
 
 from __future__ import annotations
@@ -73,16 +74,23 @@ def _consensus(masks: list[np.ndarray], ok: np.ndarray) -> np.ndarray:
     return out
 
 
+def _centrality(mask: np.ndarray, x: int, y: int) -> float:
+    """How central the click is in the mask: its distance to the border over the largest one."""
+    if not mask[y, x]:
+        return 0.0
+    d = cv2.distanceTransform(np.pad(mask.astype(np.uint8), 1), cv2.DIST_L2, 3)[1:-1, 1:-1]
+    return float(d[y, x] / max(float(d.max()), 1e-6))
+
+
 def click_mask(session, points: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, float, str]:
     """Mask from clicks without a box (the first positive click drives the extent estimate).
 
-    Candidates are ranked by the model's IoU prediction plus their agreement with the other
-    candidates (a real object keeps its mask when the box around it changes size).
+    Candidates are ranked by the model's IoU prediction, plus their agreement with the other
+    candidates (a real object keeps its mask when the box around it changes size), plus how
+    central the click lies in the mask (people click inside, usually near the middle).
     """
     pos = points[labels == 1]
     x, y = float(pos[0][0]), float(pos[0][1])
-    h, w = session.image_shape
-    xi, yi = int(round(min(max(x, 0), w - 1))), int(round(min(max(y, 0), h - 1)))
     cands = extent_candidates(session.image, x, y)
     frame = session.frame
     logits, pred = session.decode(frame, session.embedding, cands, raw=True)
@@ -92,12 +100,7 @@ def click_mask(session, points: np.ndarray, labels: np.ndarray) -> tuple[np.ndar
     ok = np.array([m[my, mx] for m in masks])
     if not ok.any():
         return np.zeros(session.image_shape, bool), 0.0, "click"
-    score = np.where(ok, pred[:, 0] + _consensus(masks, ok), -np.inf)
+    cen = np.array([_centrality(m, mx, my) for m in masks])
+    score = np.where(ok, pred[:, 0] + _consensus(masks, ok) + 0.5 * cen, -np.inf)
     i = int(np.argmax(score))
-    best, best_iou = frame.logits_to_image(logits[i]) > 0, float(pred[i, 0])
-    if not best.any():
-        return best, 0.0, "click"
-    mask, sc, path = session.box_mask(mask_box(best))
-    if not mask[yi, xi] or iou(mask, best) < 0.5:
-        return best, best_iou, "click-whole"
-    return mask, sc, f"click-{path}"
+    return frame.logits_to_image(logits[i]) > 0, float(pred[i, 0]), "click-whole"
