@@ -13,7 +13,7 @@ A spec is a YAML or JSON file (or the same dict from Python)::
     targets: [liver, spleen]      # text targets to ground (MedPLIB engine): one label each
     propagate: true               # grow each 2D result through the volume
     dicom_seg: false              # also write a DICOM SEG for DICOM cases
-    workers: auto                 # processes; auto = one per CPU core (one per GPU on GPUs)
+    workers: auto                 # processes; auto = one per two CPU cores (one per GPU on GPUs)
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import threading
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("batch", help="segment many cases from a YAML/JSON spec (resumable)")
     p.add_argument("spec", help="the batch spec (YAML or JSON); see medplib_core/batch/spec.py")
-    p.add_argument("--workers", type=int, help="worker processes (default: one per CPU core or GPU)")
+    p.add_argument("--workers", type=int, help="worker processes (default: one per two CPU cores, or one per GPU)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
