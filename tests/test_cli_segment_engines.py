@@ -48,3 +48,30 @@ def test_segment_without_medplib_weights_says_where_to_put_them(rgb_image, tmp_p
 def test_text_needs_medplib(rgb_image, tmp_path, capsys):
     assert main(["segment", str(rgb_image), "--text", "liver", "--out", str(tmp_path / "m.png")]) == 1
     assert "--engine medplib" in capsys.readouterr().err
+
+
+def test_batch_grounds_text_targets_with_medplib(demo_paths, rgb_image, tmp_path):
+    """Text targets ("liver") become one label each, on 2D images and (propagated) volumes."""
+    import json
+
+    import SimpleITK as sitk
+
+    from medplib_core.batch import Manifest, run_batch
+
+    vol = sitk.GetImageFromArray((np.random.default_rng(1).random((5, 40, 56)) * 200).astype(np.int16))
+    vol.SetSpacing((0.8, 0.8, 2.0))
+    sitk.WriteImage(vol, str(tmp_path / "vol.nii.gz"))
+    spec = {"output": str(tmp_path / "run"), "targets": ["liver"], "propagate": True,
+            "engine": {"name": "medplib", "checkpoint": str(demo_paths.checkpoint), "clip": str(demo_paths.clip),
+                       "sam": str(demo_paths.sam), "device": "cpu"},
+            "cases": [str(rgb_image), str(tmp_path / "vol.nii.gz")]}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    summary = run_batch(tmp_path / "spec.json", workers=1)
+    assert summary["ok"] == 2, Manifest(tmp_path / "run").latest()
+    recs = Manifest(tmp_path / "run").latest()
+    assert recs["photo"]["engine"]["name"] == "MedPLIB"
+    side = json.loads((tmp_path / "run" / "labels" / "vol.json").read_text())
+    assert [lab["name"] for lab in side["labels"]] == ["liver"]
+    assert side["labels"][0]["voxels"] > 0
+    out = sitk.ReadImage(str(tmp_path / "run" / "labels" / "vol.nii.gz"))
+    assert out.GetSize() == vol.GetSize() and np.allclose(out.GetSpacing(), vol.GetSpacing())
