@@ -15,9 +15,7 @@ proposes the whole slice). Prints the PNG path; exit code 0 on success.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,29 +66,20 @@ window.close()
 def take(out: Path, tiny: Path | None = None, scan: str | None = None, threshold: float = 0.1,
          display: str | None = None, timeout: float = 600) -> Path:
     """Run the app with the chat on an X display and save the screen to ``out``."""
-    from screenshot import run_hooked_app, start_xvfb  # scripts/screenshot.py
+    from screenshot import run_hooked_app, shot_session  # scripts/screenshot.py
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="medplib-chat-shot-"))
-    xvfb = None
-    try:
+    with shot_session(display, "1500x940x24", "medplib-chat-shot-") as (tmp, display):
         if tiny is None:
             from medplib_core.medplib.tiny import make_tiny
 
             paths = make_tiny(tmp / "tiny", demo=True)
             tiny = paths.checkpoint.parent
-        if display is None:
-            xvfb, display = start_xvfb("1500x940x24")
         run_hooked_app(HOOK, [scan] if scan else ["--sample"], {
             "SHOT_OUT": str(out.resolve()), "SHOT_THRESHOLD": str(threshold),
             "MEDPLIB_CHECKPOINT": str(tiny / "tiny-medplib"), "MEDPLIB_CLIP": str(tiny / "tiny-clip"),
             "MEDPLIB_SAM": str(tiny / "tiny-sam-med2d.pth"), "MEDPLIB_DEVICE": "cpu"}, tmp, display, timeout)
-        return out
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if xvfb is not None:
-            xvfb.terminate()
-            xvfb.wait(10)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,9 +12,7 @@ xcb platform; the X screen is grabbed and saved as ``--out`` (the window alone b
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,27 +65,18 @@ def sample_run(folder: Path) -> Path:
 def take(out: Path, run: Path | None = None, case: str = "ct", display: str | None = None,
          timeout: float = 600) -> Path:
     """Start the app on an X display with the review dock on ``case`` and save the screen."""
-    from screenshot import run_hooked_app, start_xvfb  # the window screenshot script's helpers
+    from screenshot import run_hooked_app, shot_session  # the window screenshot script's helpers
 
     out = Path(out).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="medplib-review-shot-"))
-    xvfb = None
-    try:
+    with shot_session(display, prefix="medplib-review-shot-") as (tmp, display):
         decide = run is None
         run = sample_run(tmp / "sample") if run is None else Path(run)
-        if display is None:
-            xvfb, display = start_xvfb()
         run_hooked_app(HOOK, ["--no-engine"], {
             "SHOT_RUN": str(run), "SHOT_CASE": case, "SHOT_DECIDE": "1" if decide else "0",
             "SHOT_OUT": str(out), "SHOT_WINDOW": str(out.with_name(out.stem + "_window.png"))},
             tmp, display, timeout)
-        return out
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if xvfb is not None:
-            xvfb.terminate()
-            xvfb.wait(10)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ and the window itself. Prints the PNG paths. Exit code 0 on success.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import subprocess
@@ -79,6 +80,22 @@ def start_xvfb(size: str = "1440x900x24") -> tuple[subprocess.Popen, str]:
     return proc, f":{int(data.strip())}"
 
 
+@contextlib.contextmanager
+def shot_session(display: str | None = None, size: str = "1440x900x24", prefix: str = "medplib-shot-"):
+    """A scratch folder and an X display (a fresh Xvfb unless ``display`` is given), both cleaned up."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    xvfb = None
+    try:
+        if display is None:
+            xvfb, display = start_xvfb(size)
+        yield tmp, display
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if xvfb is not None:
+            xvfb.terminate()
+            xvfb.wait(10)
+
+
 def run_hooked_app(hook: str, app_args: list[str], extra_env: dict[str, str], tmp: Path, display: str,
                    timeout: float) -> subprocess.CompletedProcess:
     """Run ``python -m app.main APP_ARGS`` on ``display`` with ``hook`` as its automation script.
@@ -108,22 +125,13 @@ def take(out: Path, scan: str | None = None, segment: bool = False, engine: bool
          names: str = DEFAULT_NAMES) -> Path:
     """Run the app on an X display and return the screenshot path."""
     out.mkdir(parents=True, exist_ok=True)
-    xvfb = None
-    if display is None:
-        xvfb, display = start_xvfb()
-    tmp = Path(tempfile.mkdtemp(prefix="medplib-shot-"))
-    try:
-        args = [scan] if scan else ["--sample"]
-        if not engine:
-            args.append("--no-engine")
+    args = [scan] if scan else ["--sample"]
+    if not engine:
+        args.append("--no-engine")
+    with shot_session(display) as (tmp, display):
         run_hooked_app(HOOK, args, {"SHOT_DIR": str(out.resolve()), "SHOT_SEGMENT": "1" if segment else "0",
                                     "SHOT_BOXES": boxes, "SHOT_NAMES": names}, tmp, display, timeout)
-        return out / "screen.png"
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if xvfb is not None:
-            xvfb.terminate()
-            xvfb.wait(10)
+    return out / "screen.png"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,6 +49,11 @@ class Edit:
         return np.frombuffer(zlib.decompress(data), dtype=np.uint16).reshape(self.shape)
 
 
+def _pack(block: np.ndarray) -> bytes:
+    """Compress a contiguous block without first copying it into a bytes object."""
+    return zlib.compress(np.ascontiguousarray(block), 1)
+
+
 def _bbox(mask: np.ndarray) -> tuple[slice, ...] | None:
     if not mask.any():
         return None
@@ -133,9 +138,8 @@ class LabelMap:
         new = old.copy()
         new[sel] = new_value
         target[box] = new
-        edit = Edit(view=view, box=box, shape=old.shape, old=zlib.compress(old.tobytes(), 1),
-                    new=zlib.compress(new.tobytes(), 1), description=description,
-                    changed=changed, meta=dict(meta or {}))
+        edit = Edit(view=view, box=box, shape=old.shape, old=_pack(old), new=_pack(new),
+                    description=description, changed=changed, meta=dict(meta or {}))
         self._push(edit)
         self._emit("edit", edit)
         return edit
@@ -151,9 +155,8 @@ class LabelMap:
         old = self.array[box].copy()
         new = array[box].copy()
         self.array[box] = new
-        edit = Edit(view=_whole, box=box, shape=old.shape, old=zlib.compress(old.tobytes(), 1),
-                    new=zlib.compress(new.tobytes(), 1), description=description,
-                    changed=int((old != new).sum()))
+        edit = Edit(view=_whole, box=box, shape=old.shape, old=_pack(old), new=_pack(new),
+                    description=description, changed=int((old != new).sum()))
         self._push(edit)
         self._emit("edit", edit)
         return edit
