@@ -9,6 +9,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# GUI tests draw offscreen unless a caller chose a platform (the Xvfb tests set their own).
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
 
 def shared_data_dir() -> Path | None:
     env = os.environ.get("MEDPLIB_SHARED_DATA")

@@ -14,17 +14,9 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+from ..checksums import file_sha256  # noqa: F401  (also used by review and case)
+
 MANIFEST_NAME = "manifest.jsonl"
-
-
-def file_sha256(path: str | Path, chunk: int = 4 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while True:
-            block = fh.read(chunk)
-            if not block:
-                return h.hexdigest()
-            h.update(block)
 
 
 def input_checksum(path: str | Path) -> str:

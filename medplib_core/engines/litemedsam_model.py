@@ -7,7 +7,6 @@ mask inputs can be decoded against one cached image embedding.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 import warnings
@@ -17,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from ..checksums import file_sha256 as sha256_of
 
 MODEL_INPUT = 256  # the encoder's square input side
 EMBED_SHAPE = (1, 256, 64, 64)
@@ -44,13 +45,10 @@ def file_sha256(path: Path) -> str:
     with _SHA_LOCK:
         if key in _SHA_CACHE:
             return _SHA_CACHE[key]
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
+    digest = sha256_of(path)
     with _SHA_LOCK:
-        _SHA_CACHE[key] = digest.hexdigest()
-    return _SHA_CACHE[key]
+        _SHA_CACHE[key] = digest
+    return digest
 
 
 def package_version() -> str:
