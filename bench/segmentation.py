@@ -5,9 +5,9 @@
 Over manifest rows with ``largest_cc_frac >= 0.95``: Dice per modality for a tight box, a box
 enlarged by 10 %, a single click at the mask's interior point farthest from its border, the
 mask's outline as a free-form polygon, one corrective click after the 10 % box, and the naive
-reference pipeline (whole image, eager encoder, threshold 0.5); eager-vs-fast tight-box Dice;
-encoder/decoder/click latency medians and the fast encoder's speed-up (same process, so the
-ratio is meaningful even when the machine is busy). Then 3D propagation on ct_small_abdomen.
+reference pipeline (whole image, eager PyTorch, threshold 0.5); eager-vs-fast tight-box Dice;
+encoder/decoder/click latency medians and the fast encoder's and decoder's speed-ups over eager
+PyTorch (same process, so the ratios are meaningful even when the machine is busy). Then 3D propagation on ct_small_abdomen.
 Ends with ``mean Dice (tight box): X``.
 """
 
@@ -75,6 +75,23 @@ class Timed:
         return out
 
 
+class TimedDecoder:
+    """Wraps a mask-decoder backend to record (prompts in the batch, duration) per call."""
+
+    def __init__(self, backend):
+        self.backend, self.calls, self.name = backend, [], backend.name
+
+    def __call__(self, embedding, sparse, *rest):
+        t = time.perf_counter()
+        out = self.backend(embedding, sparse, *rest)
+        self.calls.append((int(sparse.shape[0]), time.perf_counter() - t))
+        return out
+
+    def median_ms(self, n: int = 1) -> float:
+        times = [t for k, t in self.calls if k == n]
+        return float(np.median(times)) * 1000 if times else float("nan")
+
+
 def run_2d(args, fast, eager) -> dict:
     from medplib_core.engines.litemedsam import Settings
 
@@ -120,7 +137,7 @@ def run_2d(args, fast, eager) -> dict:
         if eager is not None and i % args.eager_every == 0:
             se = eager.encode(img)
             de = dice(se.predict(Prompt(box=box)).mask, gt)
-            add("tight box, eager encoder", de)
+            add("tight box, eager PyTorch", de)
             pairs.append((dices["tight box"][mod][-1], de))
             keep, eager.settings = eager.settings, naive
             add("naive reference (eager)", dice(se.box_mask(box)[0] > 0, gt))
@@ -163,7 +180,7 @@ def main(argv=None) -> int:
     ap.add_argument("--volume", default=str(DATA / "volumes" / "ct_small_abdomen.nii.gz"))
     ap.add_argument("--min-frac", type=float, default=0.95)
     ap.add_argument("--limit", type=int, default=0, help="only the first N rows (quick runs)")
-    ap.add_argument("--no-eager", action="store_true", help="skip the eager encoder (no speed-up)")
+    ap.add_argument("--no-eager", action="store_true", help="skip the eager PyTorch engine (no speed-ups)")
     ap.add_argument("--eager-every", type=int, default=1,
                     help="run the eager reference on every N-th row only (quicker)")
     ap.add_argument("--no-3d", action="store_true")
@@ -175,16 +192,19 @@ def main(argv=None) -> int:
         return 2
     import torch
 
-    from medplib_core.engines.fast_encoder import cpu_threads
+    from medplib_core.engines.accel import cpu_threads
     from medplib_core.engines.litemedsam import LiteMedSAMEngine
 
     torch.set_num_threads(cpu_threads())
     fast = LiteMedSAMEngine()
     eager = None if args.no_eager else LiteMedSAMEngine(backend="eager")
     fast.encoder = Timed(fast.encoder)
+    fast.decoder.backend = TimedDecoder(fast.decoder.backend)
     if eager is not None:
         eager.encoder = Timed(eager.encoder)
-    print(f"engine: {fast.info.name} {fast.info.version}, encoder {fast.encoder.name}, threads {cpu_threads()}")
+        eager.decoder.backend = TimedDecoder(eager.decoder.backend)
+    print(f"engine: {fast.info.name} {fast.info.version}, encoder {fast.encoder.name}, "
+          f"decoder {fast.decoder.name}, threads {cpu_threads()}")
     t0 = time.perf_counter()
     r2 = run_2d(args, fast, eager)
     mods = sorted({m for d in r2["dice"].values() for m in d if m != "ALL"})
@@ -201,8 +221,15 @@ def main(argv=None) -> int:
         both = r2["pairs"]
         dd = float(np.mean([a - b for a, b in both])) if both else float("nan")
         print(f"tight-box Dice fast - eager on the same {len(both)} rows: {dd:+.4f}")
+    fd = fast.decoder.backend.median_ms(1)
+    print(f"mask decoder {fast.decoder.name}, one prompt: median {fd:.0f} ms", end="")
+    if eager is not None and eager.decoder.backend.calls:
+        ed = eager.decoder.backend.median_ms(1)
+        print(f"; eager PyTorch {ed:.0f} ms; speed-up {ed / fd:.2f}x", end="")
+    print()
     for k, v in lat.items():
-        print(f"{k}: median {np.median(v) * 1000:.0f} ms (n={len(v)})")
+        print(f"{k}: median {np.median(v) * 1000:.0f} ms, 90th percentile {np.percentile(v, 90) * 1000:.0f} ms"
+              f" (n={len(v)})")
     print(f"2D part took {time.perf_counter() - t0:.0f} s (machine shared: timings are noisy)")
     r3 = []
     if not args.no_3d and Path(args.volume).is_file():

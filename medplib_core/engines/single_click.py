@@ -3,14 +3,17 @@
 LiteMedSAM was trained with boxes, so a click alone is ambiguous. We estimate the object's
 extent locally and let the model judge:
 
-1. candidate boxes: flood fills of the (smoothed) displayed slice from the click at several
-   intensity tolerances, plus squares of a few sizes centred on the click;
-2. every candidate box is decoded in one batch against the cached whole-slice embedding (the
-   click itself is not fed to the model: LiteMedSAM's point prompts measured worse); masks that
-   miss the click are dropped, the rest ranked by predicted IoU, agreement between them and
-   how central the click is in the mask; the winner is returned. (Re-decoding the winner's
-   box through the zoom path measured slightly worse on dev2d, 0.724 vs 0.736, and costs an
-   encoder run, so it is not done.)
+1. candidate boxes: a flood fill of the (smoothed) displayed slice from the click, plus squares
+   of three sizes centred on the click;
+2. the candidates are decoded in one batch against the cached whole-slice embedding, mask
+   logits only inside the candidates' union (the click itself is not fed to the model:
+   LiteMedSAM's point prompts measured worse); masks that miss the click are dropped, the rest
+   ranked by predicted IoU, agreement between them and how central the click is in the mask.
+
+Every candidate costs a decoder pass over all 64x64 image tokens (about 19 ms in bf16 on two
+cores), so the set is kept to four. On dev2d the earlier eight (flood fills at four tolerances,
+four squares) gave single-click Dice 0.754 in 150 ms; these four give about the same Dice in
+roughly half the time. (Re-decoding the winner's own box, or the zoom path, measured worse.)
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ import numpy as np
 
 from .prompts import Box, expand_box, iou, mask_box
 
-TOLERANCES = (6, 12, 20, 32)  # grey levels of the displayed (windowed) slice
-SQUARES = (0.05, 0.1, 0.2, 0.35)  # side as a fraction of the slice's longest side
+TOLERANCES = (32,)  # grey levels of the displayed (windowed) slice
+SQUARES = (0.1, 0.2, 0.35)  # side as a fraction of the slice's longest side
 MAX_AREA = 0.6  # flood fills larger than this fraction of the slice are leaks
 
 
@@ -93,7 +96,10 @@ def click_mask(session, points: np.ndarray, labels: np.ndarray) -> tuple[np.ndar
     x, y = float(pos[0][0]), float(pos[0][1])
     cands = extent_candidates(session.image, x, y)
     frame = session.frame
-    logits, pred = session.decode(frame, session.embedding, cands, raw=True)
+    within = (min(b[0] for b in cands), min(b[1] for b in cands), max(b[2] for b in cands),
+              max(b[3] for b in cands))
+    within = expand_box(within, 0.1, session.image_shape, min_pad=2.0)
+    logits, pred = session.decode(frame, session.embedding, cands, raw=True, within=within)
     h256, w256 = frame.size
     masks = [lg[:h256, :w256] > 0 for lg in logits]  # judged at model resolution (fast)
     mx, my = np.clip(np.round(frame.to_model(np.array([x, y]))).astype(int), 0, [w256 - 1, h256 - 1])

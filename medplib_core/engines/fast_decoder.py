@@ -1,0 +1,223 @@
+"""Accelerated LiteMedSAM mask decoder (OpenVINO), with eager PyTorch as fallback.
+
+The prompt encoder stays in PyTorch (it is a handful of small ops); the mask decoder, where a
+prompt's time goes (two-way transformer over 64x64 image tokens, then upscaling), is rewritten
+for one image and many prompts (``DecoderCore``) and runs through OpenVINO with dynamic batch
+and token counts, in bf16 on CPUs with native bf16. On this project's 2-core dev machine, one /
+four / eight box prompts: original eager 65 / - / 737 ms, OpenVINO bf16 of the original graph
+32 / - / 237 ms, of ``DecoderCore`` 23 / 74 / 153 ms. ``MEDPLIB_DECODER`` (``auto``, ``eager``, ``openvino``) overrides the
+choice and ``MEDPLIB_DECODER_PRECISION=f32`` keeps fp32. Like the encoder, the backend is
+compared with eager PyTorch once before it is trusted.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .accel import OPSET, backend_version, cache_dir, cpu_threads, openvino_compile, remembered_check, temp_path
+from .fast_encoder import probe_image
+
+log = logging.getLogger(__name__)
+MIN_MASK_IOU = 0.95  # agreement with eager demanded on every probe prompt
+MAX_SCORE_ERROR = 0.05  # largest |predicted IoU difference| accepted
+CORE_VERSION = 2  # bump when DecoderCore changes: names the ONNX export and the verdict
+FULL = torch.arange(64)
+
+
+def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    b, n, c = x.shape
+    return x.reshape(b, n, heads, c // heads).transpose(1, 2)
+
+
+def _attend(att: torch.nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """SAM's ``Attention`` with batch broadcasting: q, k and v may have batch 1 or N."""
+    h = att.num_heads
+    q, k, v = _heads(att.q_proj(q), h), _heads(att.k_proj(k), h), _heads(att.v_proj(v), h)
+    w = torch.softmax((q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1]), dim=-1)
+    out = w @ v
+    b, _, n, _ = out.shape
+    return att.out_proj(out.transpose(1, 2).reshape(b, n, -1))
+
+
+class DecoderCore(torch.nn.Module):
+    """LiteMedSAM's mask decoder rewritten for one image and N prompts, same weights.
+
+    ``(embedding (1, 256, 64, 64), sparse (N, T, 256), dense (1 or N, 256, 64, 64), rows (R,),
+    cols (K,))`` -> ``(mask logits (N, 4, 4R, 4K), predicted IoU (N, 4))``.
+
+    The original repeats the image embedding and its positional encoding N times before the
+    two-way transformer; here the image tokens stay a single broadcast copy until the first
+    image-to-token attention makes them prompt-specific, so the first layer's image-side
+    projections and the layout changes of the 64x64 grid are done once, not N times. The
+    upscaling to mask logits is local (each token becomes its own 4x4 block of pixels), so it
+    runs only on the token rows and columns asked for: a window around the prompt, or all 64.
+    Results match the original to float rounding (tested).
+    """
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.md = net.mask_decoder
+        with torch.no_grad():
+            pe = net.prompt_encoder.get_dense_pe()
+        self.register_buffer("pos", pe.flatten(2).transpose(1, 2).contiguous())
+        up1, self.norm, _, up2, _ = self.md.output_upscaling
+        for i, conv in ((1, up1), (2, up2)):  # (in, out, 2, 2) -> (in, 2 * 2 * out) in (a, b, out) order
+            w = conv.weight.detach()
+            self.register_buffer(f"w{i}", w.permute(0, 2, 3, 1).reshape(w.shape[0], -1).contiguous())
+            self.register_buffer(f"b{i}", conv.bias.detach().repeat(4))
+
+    def _upscale(self, grid: torch.Tensor, hyper: torch.Tensor) -> torch.Tensor:
+        """Tokens (N, R, K, C) -> mask logits (N, M, 4R, 4K), given hypernetwork weights (N, 32, M).
+
+        The two stride-2, 2x2 transposed convolutions do not overlap, so each is a linear map of
+        one position to its 2x2 sub-pixels; done as matrix products on the token layout, the
+        mask logits are formed before the (small) final rearrangement into image order.
+        """
+        n, r, k, _ = grid.shape
+        x = (grid @ self.w1 + self.b1).reshape(n, r, k, 2, 2, -1)  # (.., a, b, 64)
+        u = x.mean(-1, keepdim=True)  # LayerNorm2d over the channels of each sub-pixel
+        x = (x - u) / torch.sqrt((x - u).pow(2).mean(-1, keepdim=True) + self.norm.eps)
+        x = torch.nn.functional.gelu(self.norm.weight * x + self.norm.bias)
+        x = torch.nn.functional.gelu(x @ self.w2 + self.b2)  # (.., a, b, 2 * 2 * 32)
+        x = x.reshape(n, r * k * 16, -1) @ hyper  # (N, R*K*a*b*a2*b2, M)
+        x = x.reshape(n, r, k, 2, 2, 2, 2, -1).permute(0, 7, 1, 3, 5, 2, 4, 6)
+        return x.reshape(n, -1, 4 * r, 4 * k)
+
+    def forward(self, embedding, sparse, dense, rows, cols):
+        md, tf = self.md, self.md.transformer
+        n = sparse.shape[0]
+        out_tokens = torch.cat([md.iou_token.weight, md.mask_tokens.weight], 0)
+        tokens = torch.cat([out_tokens.unsqueeze(0).expand(n, -1, -1), sparse], 1)
+        _, c, h, w = embedding.shape
+        keys = (embedding + dense).flatten(2).transpose(1, 2)  # (1 or N, HW, C)
+        queries = tokens
+        for layer in tf.layers:
+            if layer.skip_first_layer_pe:
+                queries = _attend(layer.self_attn, queries, queries, queries)
+            else:
+                q = queries + tokens
+                queries = queries + _attend(layer.self_attn, q, q, queries)
+            queries = layer.norm1(queries)
+            k = keys + self.pos
+            queries = layer.norm2(queries + _attend(layer.cross_attn_token_to_image, queries + tokens, k, keys))
+            queries = layer.norm3(queries + layer.mlp(queries))
+            keys = layer.norm4(keys + _attend(layer.cross_attn_image_to_token, k, queries + tokens, queries))
+        final = _attend(tf.final_attn_token_to_image, queries + tokens, keys + self.pos, keys)
+        queries = tf.norm_final_attn(queries + final)
+        grid = keys.expand(n, -1, -1).reshape(n, h, w, c)
+        grid = grid[:, rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]  # rows/cols: consecutive
+        hyper = torch.stack([mlp(queries[:, 1 + j]) for j, mlp in enumerate(md.output_hypernetworks_mlps)], 2)
+        masks = self._upscale(grid, hyper)
+        return masks, md.iou_prediction_head(queries[:, 0])
+
+
+class EagerDecoder:
+    name = "torch"
+
+    def __init__(self, core: DecoderCore, device: str = "cpu"):
+        self.core, self.device = core.to(device), device
+        self.name = f"torch-{device}"
+
+    @torch.no_grad()
+    def __call__(self, embedding, sparse, dense, rows, cols):
+        masks, iou = self.core(embedding, sparse, dense, rows.to(self.device), cols.to(self.device))
+        return masks.float().cpu().numpy(), iou.float().cpu().numpy()
+
+
+class OpenVinoDecoder:
+    def __init__(self, onnx_path: Path, threads: int, precision: str | None = None):
+        compiled, precision = openvino_compile(onnx_path, threads, "MEDPLIB_DECODER_PRECISION", precision)
+        self.request = compiled.create_infer_request()
+        self.name = f"openvino-{precision}"
+
+    def __call__(self, embedding, sparse, dense, rows, cols):
+        inputs = [np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float32)
+                  for t in (embedding, sparse, dense)]
+        inputs += [np.ascontiguousarray(t.cpu().numpy(), dtype=np.int64) for t in (rows, cols)]
+        out = self.request.infer(dict(enumerate(inputs)))
+        return np.asarray(out[0], np.float32), np.asarray(out[1], np.float32)
+
+
+def export_decoder_onnx(core: DecoderCore, weights_sha256: str) -> Path:
+    """Export the mask decoder once per weights checksum; returns the cached path."""
+    path = cache_dir() / f"lite_medsam_decoder_v{CORE_VERSION}_{weights_sha256[:16]}_op{OPSET}.onnx"
+    if path.is_file() and path.stat().st_size > 100_000:
+        return path
+    tmp = temp_path(path)
+    emb = torch.zeros(1, 256, 64, 64)
+    sparse, dense = torch.zeros(2, 2, 256), torch.zeros(1, 256, 64, 64)
+    rows, cols = torch.arange(10, 30), torch.arange(5, 40)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                core.cpu(), (emb, sparse, dense, rows, cols), str(tmp),
+                input_names=["embedding", "sparse", "dense", "rows", "cols"],
+                output_names=["masks", "iou"], opset_version=OPSET, dynamo=False,
+                dynamic_axes={"sparse": {0: "n", 1: "tokens"}, "dense": {0: "n_dense"},
+                              "rows": {0: "r"}, "cols": {0: "k"},
+                              "masks": {0: "n", 2: "height", 3: "width"}, "iou": {0: "n"}},
+            )
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def _probe_prompts(net: torch.nn.Module):
+    """Box prompts of several sizes plus a click with a mask input, in model coordinates."""
+    boxes = torch.tensor([[[70.0, 80, 150, 170]], [[20.0, 20, 230, 230]], [[100.0, 110, 124, 136]]])
+    with torch.no_grad():
+        sb, db = net.prompt_encoder(points=None, boxes=boxes, masks=None)
+        pts = (torch.tensor([[[102.0, 128.0], [40.0, 40.0]]]), torch.tensor([[1.0, 0.0]]))
+        mask = torch.zeros(1, 1, 256, 256)
+        mask[..., 90:170, 60:150] = 4.0
+        sp, dp = net.prompt_encoder(points=pts, boxes=None, masks=mask)
+    return [(sb, db[:1]), (sp, dp)]
+
+
+def _agrees(fast, eager: EagerDecoder, net: torch.nn.Module, image_encoder) -> tuple[bool, dict]:
+    with torch.no_grad():
+        emb = image_encoder(torch.from_numpy(probe_image())).float()
+    worst_iou, worst_score = 1.0, 0.0
+    windows = [(FULL, FULL), (torch.arange(4, 60), torch.arange(8, 56))]
+    for (sparse, dense), (rows, cols) in zip(_probe_prompts(net), windows):
+        (m_ref, s_ref), (m, s) = eager(emb, sparse, dense, rows, cols), fast(emb, sparse, dense, rows, cols)
+        a, b = m_ref[:, 0] > 0, m[:, 0] > 0
+        for i in range(len(a)):
+            union = (a[i] | b[i]).sum()
+            worst_iou = min(worst_iou, float((a[i] & b[i]).sum() / union) if union else 1.0)
+        worst_score = max(worst_score, float(np.abs(s - s_ref)[:, 0].max()))
+    ok = worst_iou >= MIN_MASK_IOU and worst_score <= MAX_SCORE_ERROR
+    return ok, {"worst_mask_iou": worst_iou, "worst_score_error": worst_score}
+
+
+def make_decoder(net: torch.nn.Module, weights_sha256: str, device: str = "cpu", backend: str = "auto"):
+    """The fastest trustworthy mask decoder for this machine (see the module docstring)."""
+    backend = (os.environ.get("MEDPLIB_DECODER") or backend or "auto").lower()
+    core = DecoderCore(net).eval()
+    eager = EagerDecoder(core, device)
+    if backend == "eager" or device != "cpu":
+        return eager
+    if backend not in ("auto", "openvino"):
+        log.warning("unknown decoder backend %r; using eager PyTorch", backend)
+        return eager
+    try:
+        fast = OpenVinoDecoder(export_decoder_onnx(core, weights_sha256), cpu_threads())
+        key = f"decoder-v{CORE_VERSION}-{fast.name}:{weights_sha256[:16]}:{backend_version('openvino')}"
+        if remembered_check(key, lambda: _agrees(fast, eager, net, net.image_encoder)):
+            return fast
+        log.warning("decoder backend %s disagrees with eager PyTorch; not used", fast.name)
+    except ImportError:
+        log.info("OpenVINO is not installed; the mask decoder runs in eager PyTorch")
+    except Exception as exc:  # any export/runtime failure falls back to eager
+        log.warning("decoder backend openvino unavailable: %s", exc)
+    return eager

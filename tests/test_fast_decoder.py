@@ -1,0 +1,88 @@
+"""The rewritten LiteMedSAM mask decoder and its accelerated backend agree with the original."""
+
+import numpy as np
+import pytest
+import torch
+
+from medplib_core.engines.fast_decoder import DecoderCore
+
+
+@pytest.fixture(scope="module")
+def net():
+    from medplib_core.engines.litemedsam_model import build_network
+
+    return build_network()
+
+
+def _original(net, emb, sparse, dense):
+    md = net.mask_decoder
+    with torch.no_grad():
+        return md.predict_masks(emb, net.prompt_encoder.get_dense_pe(), sparse, dense)
+
+
+def _prompts(net):
+    with torch.no_grad():
+        boxes = torch.tensor([[[60.0, 60, 140, 150]], [[10.0, 20, 200, 220]], [[100.0, 100, 120, 130]]])
+        sb, db = net.prompt_encoder(points=None, boxes=boxes, masks=None)
+        pts = (torch.tensor([[[100.0, 120], [30, 30]]]), torch.tensor([[1.0, 0]]))
+        mask = torch.zeros(1, 1, 256, 256)
+        mask[..., 80:160, 90:170] = 3.0
+        sp, dp = net.prompt_encoder(points=pts, boxes=None, masks=mask)
+    return [(sb, db), (sb, db[:1]), (sp, dp)]
+
+
+def test_rewritten_decoder_matches_original(net):
+    from medplib_core.engines.fast_encoder import probe_image
+
+    with torch.no_grad():
+        emb = net.image_encoder(torch.from_numpy(probe_image()))
+        core = DecoderCore(net).eval()
+        for sparse, dense in _prompts(net):
+            m_ref, s_ref = _original(net, emb, sparse, dense)
+            m, s = core(emb, sparse, dense, torch.arange(64), torch.arange(64))
+            assert m.shape == m_ref.shape == (len(sparse), 4, 256, 256)
+            assert torch.allclose(m, m_ref, atol=1e-4, rtol=1e-4)
+            assert torch.allclose(s, s_ref, atol=1e-5)
+            assert (m_ref[:, 0] > 0).any()  # the probe prompts give real, non-empty masks
+            # a window of token rows 10..29 and columns 5..39 gives the same logits there
+            mw, sw = core(emb, sparse, dense, torch.arange(10, 30), torch.arange(5, 40))
+            assert mw.shape == (len(sparse), 4, 80, 140)
+            assert torch.allclose(mw, m_ref[:, :, 40:120, 20:160], atol=1e-4, rtol=1e-4)
+            assert torch.equal(sw, s)
+
+
+def test_prompt_decoder_window_fills_background(net):
+    from medplib_core.engines.fast_decoder import EagerDecoder
+    from medplib_core.engines.fast_encoder import probe_image
+    from medplib_core.engines.litemedsam_model import OUTSIDE, PromptDecoder
+
+    dec = PromptDecoder(net, EagerDecoder(DecoderCore(net).eval()))
+    with torch.no_grad():
+        emb = net.image_encoder(torch.from_numpy(probe_image())).numpy()
+    box = np.array([[70.0, 80, 150, 170]])
+    full = dec(emb, box)
+    part = dec(emb, box, window=(70, 181, 60, 161))  # rows 68..183, cols 60..163 on the token grid
+    inside = (slice(None), slice(None), slice(68, 184), slice(60, 164))
+    np.testing.assert_allclose(part.logits[inside], full.logits[inside], atol=1e-4)
+    assert (part.logits[:, :, :68] == OUTSIDE).all() and (part.logits[:, :, :, 164:] == OUTSIDE).all()
+    np.testing.assert_array_equal(part.iou, full.iou)
+
+
+def test_engine_decoder_backend_agrees_with_eager(engine_decoder_pair):
+    fast, eager, net = engine_decoder_pair
+    if fast.name.startswith("torch"):
+        pytest.skip("no accelerated decoder backend on this machine (eager is in use)")
+    from medplib_core.engines.fast_decoder import _agrees
+
+    ok, details = _agrees(fast, eager, net, net.image_encoder)
+    print("accelerated decoder vs eager:", details)
+    assert ok, details
+
+
+@pytest.fixture(scope="module")
+def engine_decoder_pair(net):
+    from medplib_core.engines.fast_decoder import EagerDecoder, make_decoder
+    from medplib_core.engines.litemedsam_model import file_sha256, weights_path
+
+    fast = make_decoder(net, file_sha256(weights_path()))
+    return fast, EagerDecoder(DecoderCore(net).eval()), net
