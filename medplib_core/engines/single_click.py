@@ -10,10 +10,11 @@ extent locally and let the model judge:
    LiteMedSAM's point prompts measured worse); masks that miss the click are dropped, the rest
    ranked by predicted IoU, agreement between them and how central the click is in the mask.
 
-Every candidate costs a decoder pass over all 64x64 image tokens (about 19 ms in bf16 on two
-cores), so the set is kept to four. On dev2d the earlier eight (flood fills at four tolerances,
-four squares) gave single-click Dice 0.754 in 150 ms; these four give about the same Dice in
-roughly half the time. (Re-decoding the winner's own box, or the zoom path, measured worse.)
+Every candidate costs a decoder pass over all 64x64 image tokens (about 15-19 ms in bf16 on two
+cores), so the set is kept to four. On dev2d (bench/segmentation.py, two cores) the earlier
+eight (flood fills at tolerances 6/12/20/32, squares 0.05-0.35) gave single-click Dice 0.754 in
+150 ms with the same decoder; these four give 0.753 in 89 ms median. Re-decoding the winner's
+own box (0.737) or fewer candidates (three: at most 0.732) measured worse.
 """
 
 from __future__ import annotations
