@@ -62,6 +62,27 @@ def test_box_on_dev2d_ct_liver(engine, shared_data):
 
 
 @pytest.mark.shared_data
+@pytest.mark.parametrize("target, part", [("liver", "bmp_06_CT_abdomen"), ("liver_000", "sammed2d_amos_0006_90"),
+                                          ("right+heart+ventricle", "bmp_08_MRI_heart")])
+def test_single_click_on_real_slices(engine, shared_data, target, part):
+    """One click in the middle of a clear organ gives its mask (CT and MR)."""
+    img, gt, _ = _dev2d_case(shared_data, target, part)
+    x, y = interior_point(gt)
+    res = engine.encode(img).predict(Prompt(points=[(x, y)], point_labels=[1]))
+    assert res.provenance["path"] == "click-whole" and res.mask[int(round(y)), int(round(x))]
+    assert dice(res.mask, gt) >= 0.85
+
+
+def test_decoder_backend_follows_environment(monkeypatch):
+    from medplib_core.engines.litemedsam import LiteMedSAMEngine
+
+    monkeypatch.setenv("MEDPLIB_DECODER", "eager")
+    eng = LiteMedSAMEngine(cache_bytes=2**20)
+    assert eng.decoder.name.startswith("torch-") and f"decoder {eng.decoder.name}" in eng.info.device
+    eng.close()
+
+
+@pytest.mark.shared_data
 def test_small_target_uses_zoom(engine, shared_data):
     img, gt, box = _dev2d_case(shared_data, "aorta_000", "sammed2d_amos_0004_75")
     res = engine.encode(img).predict(Prompt(box=box))
