@@ -74,7 +74,7 @@ def test_engine_decoder_backend_agrees_with_eager(engine_decoder_pair):
         pytest.skip("no accelerated decoder backend on this machine (eager is in use)")
     from medplib_core.engines.fast_decoder import _agrees
 
-    ok, details = _agrees(fast, eager, net, net.image_encoder)
+    ok, details = _agrees(fast, eager, net)
     print("accelerated decoder vs eager:", details)
     assert ok, details
 

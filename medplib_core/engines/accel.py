@@ -11,6 +11,7 @@ import json
 import os
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -42,6 +43,28 @@ def cpu_threads() -> int:
 def temp_path(path: Path) -> Path:
     """A per-process, per-thread temporary sibling of ``path`` (for atomic replace)."""
     return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+
+
+def export_onnx_once(module, args: tuple, path: Path, min_bytes: int, **options) -> Path:
+    """Export ``module`` to ONNX at ``path`` unless a plausible export is already there.
+
+    The file is written under a temporary name and renamed, so a concurrent or interrupted
+    export never leaves a truncated model behind; ``options`` go to ``torch.onnx.export``.
+    """
+    if path.is_file() and path.stat().st_size > min_bytes:
+        return path
+    import torch
+
+    tmp = temp_path(path)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, args, str(tmp), opset_version=OPSET, dynamo=False, **options)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
 
 
 def openvino_compile(onnx_path: Path, threads: int, precision_env: str, precision: str | None = None):

@@ -2,10 +2,11 @@
 
 The prompt encoder stays in PyTorch (it is a handful of small ops); the mask decoder, where a
 prompt's time goes (two-way transformer over 64x64 image tokens, then upscaling), is rewritten
-for one image and many prompts (``DecoderCore``) and runs through OpenVINO with dynamic batch
-and token counts, in bf16 on CPUs with native bf16. On this project's 2-core dev machine, one /
-four / eight box prompts: original eager 65 / - / 737 ms, OpenVINO bf16 of the original graph
-32 / - / 237 ms, of ``DecoderCore`` 23 / 74 / 153 ms. ``MEDPLIB_DECODER`` (``auto``, ``eager``, ``openvino``) overrides the
+for one image and many prompts (``DecoderCore``) and runs through OpenVINO with dynamic batch,
+token counts and mask window, in bf16 on CPUs with native bf16. On this project's 2-core dev
+machine, one / eight box prompts: original eager 65 / 737 ms, OpenVINO bf16 of the original
+graph 32 / 237 ms, of ``DecoderCore`` 23-30 / 153-180 ms; four prompts with a 30x30-token
+window about 60 ms. ``MEDPLIB_DECODER`` (``auto``, ``eager``, ``openvino``) overrides the
 choice and ``MEDPLIB_DECODER_PRECISION=f32`` keeps fp32. Like the encoder, the backend is
 compared with eager PyTorch once before it is trusted.
 """
@@ -15,13 +16,13 @@ from __future__ import annotations
 import logging
 import math
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .accel import OPSET, backend_version, cache_dir, cpu_threads, openvino_compile, remembered_check, temp_path
+from .accel import (OPSET, backend_version, cache_dir, cpu_threads, export_onnx_once, openvino_compile,
+                    remembered_check)
 from .fast_encoder import probe_image
 
 log = logging.getLogger(__name__)
@@ -106,21 +107,21 @@ class DecoderCore(torch.nn.Module):
                 queries = queries + _attend(layer.self_attn, q, q, queries)
             queries = layer.norm1(queries)
             k = keys + self.pos
-            queries = layer.norm2(queries + _attend(layer.cross_attn_token_to_image, queries + tokens, k, keys))
+            to_image = _attend(layer.cross_attn_token_to_image, queries + tokens, k, keys)
+            queries = layer.norm2(queries + to_image)
             queries = layer.norm3(queries + layer.mlp(queries))
             keys = layer.norm4(keys + _attend(layer.cross_attn_image_to_token, k, queries + tokens, queries))
         final = _attend(tf.final_attn_token_to_image, queries + tokens, keys + self.pos, keys)
         queries = tf.norm_final_attn(queries + final)
         grid = keys.expand(n, -1, -1).reshape(n, h, w, c)
         grid = grid[:, rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]  # rows/cols: consecutive
-        hyper = torch.stack([mlp(queries[:, 1 + j]) for j, mlp in enumerate(md.output_hypernetworks_mlps)], 2)
+        mlps = md.output_hypernetworks_mlps
+        hyper = torch.stack([mlp(queries[:, 1 + j]) for j, mlp in enumerate(mlps)], 2)
         masks = self._upscale(grid, hyper)
         return masks, md.iou_prediction_head(queries[:, 0])
 
 
 class EagerDecoder:
-    name = "torch"
-
     def __init__(self, core: DecoderCore, device: str = "cpu"):
         self.core, self.device = core.to(device), device
         self.name = f"torch-{device}"
@@ -148,28 +149,14 @@ class OpenVinoDecoder:
 def export_decoder_onnx(core: DecoderCore, weights_sha256: str) -> Path:
     """Export the mask decoder once per weights checksum; returns the cached path."""
     path = cache_dir() / f"lite_medsam_decoder_v{CORE_VERSION}_{weights_sha256[:16]}_op{OPSET}.onnx"
-    if path.is_file() and path.stat().st_size > 100_000:
-        return path
-    tmp = temp_path(path)
-    emb = torch.zeros(1, 256, 64, 64)
-    sparse, dense = torch.zeros(2, 2, 256), torch.zeros(1, 256, 64, 64)
-    rows, cols = torch.arange(10, 30), torch.arange(5, 40)
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                core.cpu(), (emb, sparse, dense, rows, cols), str(tmp),
-                input_names=["embedding", "sparse", "dense", "rows", "cols"],
-                output_names=["masks", "iou"], opset_version=OPSET, dynamo=False,
-                dynamic_axes={"sparse": {0: "n", 1: "tokens"}, "dense": {0: "n_dense"},
-                              "rows": {0: "r"}, "cols": {0: "k"},
-                              "masks": {0: "n", 2: "height", 3: "width"}, "iou": {0: "n"}},
-            )
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    example = (torch.zeros(1, 256, 64, 64), torch.zeros(2, 2, 256), torch.zeros(1, 256, 64, 64),
+               torch.arange(10, 30), torch.arange(5, 40))
+    return export_onnx_once(
+        core.cpu(), example, path, 100_000,
+        input_names=["embedding", "sparse", "dense", "rows", "cols"], output_names=["masks", "iou"],
+        dynamic_axes={"sparse": {0: "n", 1: "tokens"}, "dense": {0: "n_dense"}, "rows": {0: "r"},
+                      "cols": {0: "k"}, "masks": {0: "n", 2: "height", 3: "width"}, "iou": {0: "n"}},
+    )
 
 
 def _probe_prompts(net: torch.nn.Module):
@@ -184,9 +171,10 @@ def _probe_prompts(net: torch.nn.Module):
     return [(sb, db[:1]), (sp, dp)]
 
 
-def _agrees(fast, eager: EagerDecoder, net: torch.nn.Module, image_encoder) -> tuple[bool, dict]:
+def _agrees(fast, eager: EagerDecoder, net: torch.nn.Module) -> tuple[bool, dict]:
+    """Masks and scores of ``fast`` vs ``eager`` on the probe image's real embedding."""
     with torch.no_grad():
-        emb = image_encoder(torch.from_numpy(probe_image())).float()
+        emb = net.image_encoder(torch.from_numpy(probe_image())).float()
     worst_iou, worst_score = 1.0, 0.0
     windows = [(FULL, FULL), (torch.arange(4, 60), torch.arange(8, 56))]
     for (sparse, dense), (rows, cols) in zip(_probe_prompts(net), windows):
@@ -213,7 +201,7 @@ def make_decoder(net: torch.nn.Module, weights_sha256: str, device: str = "cpu",
     try:
         fast = OpenVinoDecoder(export_decoder_onnx(core, weights_sha256), cpu_threads())
         key = f"decoder-v{CORE_VERSION}-{fast.name}:{weights_sha256[:16]}:{backend_version('openvino')}"
-        if remembered_check(key, lambda: _agrees(fast, eager, net, net.image_encoder)):
+        if remembered_check(key, lambda: _agrees(fast, eager, net)):
             return fast
         log.warning("decoder backend %s disagrees with eager PyTorch; not used", fast.name)
     except ImportError:

@@ -17,20 +17,18 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import warnings
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
-from .accel import OPSET, backend_version, cache_dir, cpu_threads, openvino_compile, remembered_check, temp_path
+from .accel import (OPSET, backend_version, cache_dir, cpu_threads, export_onnx_once, openvino_compile,
+                    remembered_check)
 from .litemedsam_model import EMBED_SHAPE, MODEL_INPUT
 
 log = logging.getLogger(__name__)
 MAX_REL_ERROR = 0.06  # mean |fast - eager| / mean |eager| accepted on the probe image
-__all__ = ["Encoder", "TorchEncoder", "OrtEncoder", "OpenVinoEncoder", "make_encoder", "cpu_threads",
-           "probe_image", "export_onnx"]
 
 
 class Encoder:
@@ -96,22 +94,9 @@ class OpenVinoEncoder(Encoder):
 def export_onnx(image_encoder: torch.nn.Module, weights_sha256: str) -> Path:
     """Export the image encoder to ONNX once per weights checksum; returns the cached path."""
     path = cache_dir() / f"lite_medsam_encoder_{weights_sha256[:16]}_op{OPSET}.onnx"
-    if path.is_file() and path.stat().st_size > 1_000_000:
-        return path
-    tmp = temp_path(path)
     dummy = torch.zeros(1, 3, MODEL_INPUT, MODEL_INPUT)
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                image_encoder, (dummy,), str(tmp), input_names=["image"],
-                output_names=["embedding"], opset_version=OPSET, dynamo=False,
-            )
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return export_onnx_once(image_encoder, (dummy,), path, 1_000_000,
+                            input_names=["image"], output_names=["embedding"])
 
 
 def probe_image() -> np.ndarray:

@@ -47,8 +47,8 @@ class LiteMedSAMEngine(SegmentationEngine):
         self._weights = weights_path()
         self._sha = file_sha256(self._weights)
         self.net = build_network(self.device)
-        dec_backend = "eager" if backend == "eager" else "auto"
-        self.decoder = PromptDecoder(self.net, make_decoder(self.net, self._sha, self.device, dec_backend), self.device)
+        mask_decoder = make_decoder(self.net, self._sha, self.device, "eager" if backend == "eager" else "auto")
+        self.decoder = PromptDecoder(self.net, mask_decoder, self.device)
         self.encoder = make_encoder(self.net.image_encoder, self._sha, self.device, backend)
         self.settings = settings or Settings()
         self.cache = EmbeddingCache(cache_bytes)
