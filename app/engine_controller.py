@@ -104,7 +104,8 @@ class EngineController(QObject):
                                   "latency_ms": self.last_latency_ms})
 
     def set_current_slice(self, pixels: np.ndarray | None, neighbours: Callable[[], list[np.ndarray]] | None) -> None:
-        """The slice under the user's eyes and, lazily, the slices around it to pre-encode."""
+        """The slice under the user's eyes and, lazily, the slices around it; both are pre-encoded
+        in the background (this one first) so that a prompt finds its embedding ready."""
         self._current_pixels = pixels
         self._prefetch = neighbours
         self._update_encoded()
@@ -126,8 +127,9 @@ class EngineController(QObject):
         eng = self.engine
         if eng is None or self._prefetch is None or not hasattr(eng, "preencode"):
             return
-        try:
-            eng.preencode(self._prefetch())
+        try:  # the slice on screen first (the next prompt is most likely there), then its neighbours
+            current = [] if self._current_pixels is None else [self._current_pixels]
+            eng.preencode(current + list(self._prefetch()))
         except Exception as exc:  # pre-encoding is an optimisation: never an error dialog
             self.message = f"pre-encoding stopped: {exc}"
 

@@ -67,6 +67,9 @@ def test_litemedsam_flow(qtbot, tmp_path, monkeypatch):
 
     qtbot.waitUntil(lambda: w.engine.ready, timeout=240000)
     assert "LiteMedSAM" in w.status.engine.text()
+    # the slice on screen is encoded in the background before any prompt asks for it
+    qtbot.waitUntil(lambda: w.engine.engine.is_cached(view.renderer.windowed(w.doc.volume, view.geometry(),
+                                                                             w.doc.window)), timeout=60000)
 
     # box -> LiteMedSAM mask of the spinal canal
     qtbot.keyClick(cv, Qt.Key.Key_B)
