@@ -137,6 +137,9 @@ class OpenVinoDecoder:
         compiled, precision = openvino_compile(onnx_path, threads, "MEDPLIB_DECODER_PRECISION", precision)
         self.request = compiled.create_infer_request()
         self.name = f"openvino-{precision}"
+        # The first inference sets up OpenVINO's kernels for dynamic shapes (~100-200 ms here):
+        # pay it while the engine loads, not on the user's first prompt.
+        self(torch.zeros(1, 256, 64, 64), torch.zeros(1, 2, 256), torch.zeros(1, 256, 64, 64), FULL, FULL)
 
     def __call__(self, embedding, sparse, dense, rows, cols):
         inputs = [np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float32)
