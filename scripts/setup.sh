@@ -41,7 +41,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
   # resolve keeps them matched (never mix with a local CPU-only torch wheel).
   "$venv/bin/python" -m pip install -q "torch==2.14.1" "torchvision==0.29.2"
   log "installing medplib-studio and its dependencies"
-  "$venv/bin/python" -m pip install -q -e "$here[test]"
+  "$venv/bin/python" -m pip install -q -e "$here[test,cluster]"
   if "$venv/bin/python" -m pip show opencv-python >/dev/null 2>&1; then
     log "removing opencv-python (only opencv-python-headless is allowed)"
     "$venv/bin/python" -m pip uninstall -q -y opencv-python
