@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from medplib_core.engines.base import Prompt, SegmentationEngine
+from medplib_core.engines.base import Capability, Prompt, SegmentationEngine
 from medplib_core.project import PromptRecord
 
 from .document import Document
@@ -114,10 +114,10 @@ class EngineController(QObject):
     def _update_encoded(self) -> None:
         eng, px = self.engine, self._current_pixels
         val = None
-        if eng is not None and px is not None and hasattr(eng, "is_cached"):
+        if eng is not None and px is not None and eng.supports(Capability.CACHE_QUERY):
             try:
-                val = bool(eng.is_cached(px))
-            except Exception:
+                val = eng.is_cached(px)
+            except Exception:  # a status readout: never an error
                 val = None
         if val != self.current_encoded:
             self.current_encoded = val
@@ -125,7 +125,7 @@ class EngineController(QObject):
 
     def _start_prefetch(self) -> None:
         eng = self.engine
-        if eng is None or self._prefetch is None or not hasattr(eng, "preencode"):
+        if eng is None or self._prefetch is None or not eng.supports(Capability.PREENCODE):
             return
         try:  # the slice on screen first (the next prompt is most likely there), then its neighbours
             current = [] if self._current_pixels is None else [self._current_pixels]
@@ -134,16 +134,15 @@ class EngineController(QObject):
             self.message = f"pre-encoding stopped: {exc}"
 
     def cancel_prefetch(self) -> None:
-        if self.engine is not None and hasattr(self.engine, "cancel_preencode"):
+        if self.engine is not None:
             self.engine.cancel_preencode()
 
     def stop_prefetch(self, timeout: float = 60.0) -> None:
         """Cancel pre-encoding and wait until the encoder is idle (benchmarks, shutdown)."""
         self._prefetch_timer.stop()
         self.cancel_prefetch()
-        pre = getattr(self.engine, "_pre", None)
-        if pre is not None and hasattr(pre, "wait"):
-            pre.wait(timeout)
+        if self.engine is not None:
+            self.engine.wait_idle(timeout)
 
     # ----- segmentation ----------------------------------------------------------------------
     def segment(self, pixels: np.ndarray, prompt: Prompt, orientation: str, index: int,
@@ -214,10 +213,8 @@ class EngineController(QObject):
         self.cancel_prefetch()
         self.runner.cancel_all()
         self.runner.wait(30000)
-        eng = self.engine
-        closer = getattr(eng, "close", None) or getattr(getattr(eng, "_pre", None), "close", None)
-        if closer is not None:
+        if self.engine is not None:
             try:
-                closer()
+                self.engine.close()
             except Exception:  # shutting down: nothing useful to report
                 pass

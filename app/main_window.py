@@ -19,7 +19,7 @@ from .document import Document
 from .engine_controller import EngineController, default_engine_factory
 from .files import FileController
 from .labels_panel import LabelsPanel
-from .propagate import PropagationController, available as propagation_available
+from .propagate import PropagationController
 from .recovery import Autosaver, offer_restore
 from .resources import icon
 from .review import install_review
@@ -153,7 +153,7 @@ class MainWindow(QMainWindow):
         a["layout_grid"].setEnabled(not vol.is_2d)
         for o in ("coronal", "sagittal"):
             a[f"view_{o}"].setEnabled(not vol.is_2d)
-        a["propagate"].setEnabled(not vol.is_2d and propagation_available())
+        a["propagate"].setEnabled(not vol.is_2d)
         self.engine.cancel_prefetch()
         self.engine.abandon()
         self.propagation.cancel()

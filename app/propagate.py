@@ -3,12 +3,10 @@ neighbouring slices, on the engine thread, with progress and cancel; the result 
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
-
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
+from medplib_core.engines.base import Capability
 from medplib_core.project import PromptRecord
 
 from .dialogs import progress_dialog, show_error
@@ -16,54 +14,13 @@ from .document import Document
 from .engine_controller import EngineController
 
 
-def available() -> bool:
-    """True when the engine package ships 3D propagation."""
-    try:
-        import medplib_core.engines.propagation  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def run_propagation(engine, volume, window, orientation: str, index: int, seed2d: np.ndarray,
+                    progress, cancel):
+    """The core's propagation from a displayed slice (axis handling lives there)."""
+    from medplib_core.engines.propagation import propagate_in_view
 
-
-def seed_in_array_order(geom, mask2d: np.ndarray, shape_kji) -> np.ndarray:
-    """A displayed-slice mask re-ordered as the array's own 2D slice along ``geom.axis``."""
-    plane_shape = [n for a, n in enumerate(shape_kji) if a != geom.axis]
-    tmp = np.zeros([1 if a == geom.axis else n for a, n in enumerate(shape_kji)], dtype=bool)
-    dataclasses.replace(geom, index=0).take(tmp)[...] = mask2d
-    return tmp.reshape(plane_shape)
-
-
-def run_propagation(engine, volume, window, axis: int, index: int, seed: np.ndarray, progress, cancel):
-    """Call the engine package's propagation along array ``axis`` (moved to k when needed).
-
-    ``seed`` is the mask on slice ``index`` in the array's own order (see `seed_in_array_order`).
-    Returns the 3D bool mask and a summary (slices reached, why each direction stopped).
-    """
-    from medplib_core.engines.registry import propagation_function
-
-    fn = propagation_function(engine)
-    if fn is None:
-        raise RuntimeError("this installation has no 3D propagation (medplib_core.engines.propagation)")
-    # the user's window: the engine sees the slices as they are displayed
-    arr = np.moveaxis(volume.array, axis, 0) if axis != 0 else volume.array
-    vol = dataclasses.replace(volume, array=arr, window=tuple(window))
-    params = inspect.signature(fn).parameters
-    kw = {}
-    if "window" in params:
-        kw["window"] = tuple(window)
-    if "progress" in params:
-        kw["progress"] = progress
-    if "cancel" in params:
-        kw["cancel"] = cancel
-    summary: dict = {}
-    if "log" in params:
-        from medplib_core.engines.propagation import PropagationLog, propagation_summary
-
-        kw["log"] = log = PropagationLog()
-    mask = np.asarray(fn(engine, vol, index, seed, **kw), dtype=bool)
-    if "log" in kw:
-        summary = propagation_summary(log)
-    return (np.moveaxis(mask, 0, axis) if axis != 0 else mask), summary
+    return propagate_in_view(engine, volume, orientation, index, seed2d, window=window,
+                             progress=progress, cancel=cancel)
 
 
 class PropagationController(QObject):
@@ -101,7 +58,7 @@ class PropagationController(QObject):
         vol = self.doc.volume
         if vol is None or vol.is_2d or self.running:
             return
-        if not self.engine.ready:
+        if not self.engine.ready or not self.engine.engine.supports(Capability.PROPAGATE):
             show_error(self.parent(), "Propagation unavailable", "The segmentation engine is not ready yet.")
             return
         mask2d, source = self.seed(view)
@@ -111,7 +68,6 @@ class PropagationController(QObject):
                        "Draw a box to get a proposal (or paint the active label) on this slice, then press Ctrl+P.")
             return
         geom = view.geometry()
-        seed = seed_in_array_order(geom, mask2d, vol.shape)
         window = self.doc.window
         self.engine.cancel_prefetch()
         self.dialog = progress_dialog(self.parent(), f"Propagating {source} through the volume…", self.cancel)
@@ -124,14 +80,13 @@ class PropagationController(QObject):
 
         def done(result):
             self._finish()
-            mask3d, summary = result
+            mask3d, summary, n = result.mask, result.summary, result.n_slices
             if self.doc.volume is not vol:
                 return
-            n = int(mask3d.any(axis=tuple(a for a in range(3) if a != geom.axis)).sum())
             info = self.engine.info()
             prov = {"engine": info.get("name"), "device": info.get("device"),
                     "engine_version": info.get("version"), "seed": source, "seed_orientation": geom.orientation,
-                    "seed_index": geom.index, "slices": n, "window": list(window), **summary}
+                    "seed_index": geom.index, "slices": n, **summary}
             rec = PromptRecord(id=self.doc.new_prompt_id(), kind="propagate", orientation=geom.orientation,
                                index=geom.index, prompt={"seed": source}, provenance=prov, mask=mask3d)
             self.doc.propose(rec)
@@ -149,7 +104,7 @@ class PropagationController(QObject):
             self.message.emit("Propagation cancelled; nothing was changed.")
             self.finished.emit(False)
 
-        self.task = self.engine.run(run_propagation, self.engine.engine, vol, window, geom.axis, geom.index, seed,
+        self.task = self.engine.run(run_propagation, self.engine.engine, vol, window, geom.orientation, geom.index, mask2d,
                                     name="propagate", on_done=done, on_error=failed, on_cancel=cancelled,
                                     on_progress=progress, pass_progress=True, pass_cancel=True)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medplib_core.engines.base import EngineInfo, EngineSession, Prompt, SegmentationEngine, SegResult, provenance
+from medplib_core.engines.base import Capability, EngineInfo, EngineSession, Prompt, SegmentationEngine, SegResult, provenance
 
 
 class _Session(EngineSession):
@@ -53,6 +53,8 @@ class _Session(EngineSession):
 
 class ThresholdEngine(SegmentationEngine):
     """A model-free engine with the real interface (tests only)."""
+
+    capabilities = frozenset({Capability.CACHE_QUERY, Capability.PROPAGATE})
 
     def __init__(self, delay: float = 0.0):
         self.delay = delay

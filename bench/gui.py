@@ -167,14 +167,14 @@ def main(argv=None) -> int:
 
         slices = [view.renderer.windowed(vol, slice_geometry(vol, "axial", k), win.doc.window) for k in range(4)]
         eng.cache.clear()
-        stall, el = meter.run(lambda: eng.preencode(slices), lambda: not eng._pre.busy)
+        stall, el = meter.run(lambda: eng.preencode(slices), lambda: not eng.preencoding)
         stall_rows.append(("background pre-encoding, 4 slices (LiteMedSAM)", stall, el))
     stall, el = meter.run(lambda: win.segment.on_box(view, 150, 150, 330, 330),
                           lambda: win.doc.proposal is not None and win.engine.pending is None)
     stall_rows.append(("box → mask (engine thread) and proposal drawn", stall, el))
-    from medplib_core.engines.registry import propagation_function
+    from medplib_core.engines.base import Capability
 
-    if win.doc.proposal is not None and propagation_function(win.engine.engine) is not None:
+    if win.doc.proposal is not None and win.engine.engine.supports(Capability.PROPAGATE):
         stall, el = meter.run(win.propagate, lambda: not win.propagation.running, timeout=900)
         stall_rows.append((f"propagate in 3D ({vol.shape[0]} slices)", stall, el))
         if win.doc.proposal is not None and win.doc.proposal.is_3d:

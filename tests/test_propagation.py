@@ -83,3 +83,36 @@ def test_real_engine_recovers_cylinder():
     assert got.shape == truth.shape and got.dtype == bool
     assert dice(got, truth) >= 0.9
     assert progress[-1][0] == progress[-1][1]
+
+
+def test_propagate_in_view_runs_along_the_views_axis_on_an_oblique_flipped_volume():
+    """The core entry point owns the axis handling: a seed drawn on a coronal view of a volume
+    whose direction flips and permutes axes comes back on the volume's own [k, j, i] grid."""
+    from medplib_core.engines.propagation import propagate_in_view
+    from medplib_core.slicing import slice_geometry
+    from medplib_core.volume import Volume
+
+    img, truth = cylinder()  # the object runs along the array's first axis of this phantom
+    arr = np.ascontiguousarray(np.moveaxis(img, 0, 1))  # now it runs along j
+    t3 = np.moveaxis(truth, 0, 1)
+    direction = np.array([[-1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]])  # i→R, j→S, k→P
+    vol = Volume(arr, spacing=(0.8, 2.0, 0.8), direction=direction, window=(127.5, 255.0))
+    orientation = next(o for o in ("axial", "coronal", "sagittal") if slice_geometry(vol, o, 0).axis == 1)
+    geom = slice_geometry(vol, orientation, 10)
+    seed2d = geom.take(t3).copy()
+    res = propagate_in_view(ThresholdEngine(), vol, orientation, 10, seed2d, window=(127.5, 255.0))
+    assert res.mask.shape == vol.shape and res.axis == 1
+    assert dice(res.mask, t3) > 0.99
+    assert res.n_slices == int(t3.any(axis=(0, 2)).sum())
+    assert res.summary["orientation"] == orientation
+
+
+def test_engines_declare_capabilities_and_the_base_offers_no_op_defaults():
+    from medplib_core.engines.base import Capability
+
+    eng = ThresholdEngine()
+    assert not eng.supports(Capability.PREENCODE)
+    assert eng.is_cached(np.zeros((4, 4), np.uint8)) is None
+    eng.preencode([np.zeros((4, 4), np.uint8)])  # no-op, returns at once
+    assert eng.wait_idle(0.1) is True
+    eng.close()

@@ -14,7 +14,8 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from enum import Enum
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -85,6 +86,16 @@ class EngineInfo:
         return dict(self.__dict__)
 
 
+class Capability(str, Enum):
+    """Optional features an engine declares, so callers ask instead of probing."""
+
+    PREENCODE = "preencode"  # `preencode` / `cancel_preencode` / `wait_idle` do real work
+    CACHE_QUERY = "cache_query"  # `is_cached` answers True/False (otherwise None: unknown)
+    PROPAGATE = "propagate"  # fit for 3D propagation (`medplib_core.engines.propagation`)
+    TEXT = "text"  # understands `Prompt.text` (grounding a named target)
+    CHAT = "chat"  # its sessions hold a conversation about the image (MedPLIB)
+
+
 class EngineSession(ABC):
     """One encoded image; answers prompts cheaply."""
 
@@ -110,6 +121,30 @@ class SegmentationEngine(ABC):
     def segment(self, image: np.ndarray, prompt: Prompt) -> SegResult:
         """Encode and decode in one call (no caching); convenient for scripts."""
         return self.encode(image).predict(prompt)
+
+    # ----- optional capabilities: no-ops unless the engine declares them --------------------
+    capabilities: frozenset[Capability] = frozenset()
+
+    def supports(self, capability: Capability) -> bool:
+        return capability in self.capabilities
+
+    def preencode(self, images: Iterable[np.ndarray | Callable[[], np.ndarray]]) -> None:
+        """Encode ``images`` (arrays, or callables returning them; nearest first) in the
+        background, replacing whatever was queued before; returns at once."""
+
+    def cancel_preencode(self) -> None:
+        """Drop queued background encodings (an encoding already running finishes)."""
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until background encoding is done; True when idle (scripts, benchmarks)."""
+        return True
+
+    def is_cached(self, image: np.ndarray) -> bool | None:
+        """Whether a prompt on ``image`` will find its encoding ready; None when unknown."""
+        return None
+
+    def close(self) -> None:
+        """Stop background work and free what the engine holds (idempotent)."""
 
 
 def provenance(info: EngineInfo, prompt: Prompt, started: float, **extra: Any) -> dict[str, Any]:

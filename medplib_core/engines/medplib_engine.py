@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..errors import LoadError, PromptError
-from .base import EngineInfo, EngineSession, Prompt, SegmentationEngine, SegResult, provenance
+from .base import Capability, EngineInfo, EngineSession, Prompt, SegmentationEngine, SegResult, provenance
 
 GROUNDING_TEMPLATE = "Could you segment out the {target} in this image?"
 REGION_GROUNDING_TEMPLATE = "Could you segment out the {target} at the area <region> in this image?"
@@ -38,6 +38,7 @@ class MedplibEngine(SegmentationEngine):
     """Wraps a loaded MedPLIB (`medplib_core.medplib.loader.LoadedMedplib`)."""
 
     name = "MedPLIB"
+    capabilities = frozenset({Capability.TEXT, Capability.CHAT, Capability.PROPAGATE})
 
     def __init__(self, loaded, settings=None, predict_settings=None):
         """``settings``: chat sessions; ``predict_settings``: `predict` (answers capped at

@@ -8,6 +8,7 @@ the neighbour, or a low model score. Works with any `SegmentationEngine`.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -173,3 +174,49 @@ def propagate_volume(engine: SegmentationEngine, volume, index: int, seed_mask: 
     win = window or volume.window or (127.5, 255.0)
     return propagate(engine, WindowedSlices(volume.array, win), index, seed_mask,
                      progress=progress, cancel=cancel, log=log)
+
+
+@dataclass
+class PropagationResult:
+    """A 3D mask on the volume's ``[k, j, i]`` grid with a summary of how it was reached."""
+
+    mask: np.ndarray  # bool, the volume's spatial shape
+    summary: dict[str, Any]
+    axis: int  # array axis propagation ran along
+    seed_index: int
+
+    @property
+    def n_slices(self) -> int:
+        other = tuple(a for a in range(3) if a != self.axis)
+        return int(self.mask.any(axis=other).sum())
+
+
+def seed_in_array_order(geom, mask2d: np.ndarray, shape_kji) -> np.ndarray:
+    """A displayed-slice mask (``geom``: a `SliceGeometry`) re-ordered as the array's own 2D
+    slice along ``geom.axis`` (undoing the display's transpose and flips, nothing else)."""
+    plane_shape = [n for a, n in enumerate(shape_kji) if a != geom.axis]
+    tmp = np.zeros([1 if a == geom.axis else n for a, n in enumerate(shape_kji)], dtype=bool)
+    dataclasses.replace(geom, index=0).take(tmp)[...] = mask2d
+    return tmp.reshape(plane_shape)
+
+
+def propagate_in_view(engine: SegmentationEngine, volume, orientation: str, index: int,
+                      seed2d: np.ndarray, window: tuple[float, float] | None = None,
+                      progress: ProgressFn | None = None, cancel: CancelFn | None = None,
+                      rules: StopRules | None = None) -> PropagationResult:
+    """Propagate a mask drawn on a displayed slice (``orientation``/``index``, display order)
+    through the volume along that view's array axis; the one entry point for GUI, batch,
+    server and scripts. The engine sees the slices through ``window`` (the user's)."""
+    from ..slicing import slice_geometry
+
+    geom = slice_geometry(volume, orientation, index)
+    seed = seed_in_array_order(geom, np.asarray(seed2d, bool), volume.shape)
+    axis = geom.axis
+    arr = np.moveaxis(volume.array, axis, 0) if axis != 0 else volume.array
+    win = tuple(window or volume.window or (127.5, 255.0))
+    log = PropagationLog()
+    mask = propagate(engine, WindowedSlices(arr, win), geom.index, seed, progress=progress,
+                     cancel=cancel, rules=rules, log=log)
+    mask = np.moveaxis(mask, 0, axis) if axis != 0 else mask
+    summary = dict(propagation_summary(log), window=list(win), orientation=orientation)
+    return PropagationResult(np.ascontiguousarray(mask), summary, axis, geom.index)

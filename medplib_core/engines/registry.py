@@ -12,7 +12,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import MedplibError
-from .base import SegmentationEngine
+from .base import Capability, SegmentationEngine
 
 ENGINE_NAMES = ("litemedsam", "medplib")
 
@@ -35,6 +35,8 @@ def create_engine(config: dict[str, Any] | str | None = None) -> SegmentationEng
 
 def propagation_function(engine: SegmentationEngine) -> Callable[..., np.ndarray] | None:
     """``fn(engine, volume, k, mask2d) -> 3D bool mask`` for engines that can propagate."""
+    if not engine.supports(Capability.PROPAGATE):
+        return None
     try:
         from .propagation import propagate_volume
     except ImportError:
