@@ -12,7 +12,7 @@ import importlib
 import sys
 
 # Module names under medplib_core.cli, one per subcommand family.
-COMMANDS: tuple[str, ...] = ("info", "convert_labels", "batch", "medplib", "segment")
+COMMANDS: tuple[str, ...] = ("info", "convert_labels", "batch", "medplib", "segment", "stats")
 
 
 def build_parser() -> argparse.ArgumentParser:
