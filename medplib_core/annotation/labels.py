@@ -33,6 +33,9 @@ class Label:
     policy: OverlapPolicy = OverlapPolicy.OVERWRITE
     description: str = ""
     provenance: list[dict[str, Any]] = field(default_factory=list)
+    # coded meaning: {"category": code, "type": code[, "modifier": code]}, each code a
+    # {"value", "scheme", "meaning"} dict (see annotation.terminology); None = not coded
+    terminology: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -51,7 +54,19 @@ class Label:
             policy=OverlapPolicy(d.get("policy", "overwrite")),
             description=str(d.get("description", "")),
             provenance=list(d.get("provenance", [])),
+            terminology=_terminology(d.get("terminology")),
         )
+
+
+def _terminology(value: Any) -> dict[str, Any] | None:
+    """A label's codes as stored, or None when absent or not of the expected shape."""
+    if not isinstance(value, dict):
+        return None
+    code_keys = {"value", "scheme", "meaning"}
+    parts = {k: value[k] for k in ("category", "type", "modifier") if isinstance(value.get(k), dict)}
+    if not {"category", "type"} <= set(parts) or any(not code_keys <= set(c) for c in parts.values()):
+        return None
+    return {k: {c: str(v[c]) for c in code_keys} for k, v in parts.items()}
 
 
 class LabelSet:

@@ -1,6 +1,7 @@
 """DICOM SEG export for DICOM sources, through highdicom (one SEG object per export).
 
-Each label becomes one segment with its name, a category and type code, and the algorithm
+Each label becomes one segment with its name, its category and type codes (the label's own
+terminology, else one suggested from its name, see `annotation.terminology`), and the algorithm
 that produced it; frames reference the source instances they were drawn on. The original
 label value is kept in the segment's tracking identifier (``"label 5"``) so an import gives
 the same values back.
@@ -19,20 +20,13 @@ from pydicom.sr.codedict import codes
 
 from .. import __version__
 from ..annotation.labels import LabelSet
+from ..annotation.terminology import term_for_label
 from ..errors import ExportError
 from ..volume import Volume
 from .atomic import atomic_path
 from .sidecar import build_sidecar, write_sidecar
 
-_LESION_WORDS = ("lesion", "tumor", "tumour", "nodule", "mass", "cyst", "polyp", "metasta")
 TRACKING_RE = re.compile(r"^label (\d+)$")
-
-
-def _segment_codes(name: str) -> tuple[Any, Any]:
-    low = name.lower()
-    if any(w in low for w in _LESION_WORDS):
-        return codes.SCT.MorphologicallyAbnormalStructure, codes.SCT.Lesion
-    return codes.SCT.AnatomicalStructure, codes.SCT.Organ
 
 
 def source_datasets(volume: Volume, notes: list[str] | None = None) -> list[pydicom.Dataset]:
@@ -98,13 +92,16 @@ def write_dicom_seg(path: str | Path, labels: np.ndarray, volume: Volume, label_
         name=algorithm, family=codes.cid7162.ArtificialIntelligence, version=algorithm_version)
     for number, lab in enumerate(present, start=1):
         seg_array[frames == lab.value] = number
-        category, kind = _segment_codes(lab.name)
-        descriptions.append(hd.seg.SegmentDescription(
+        category, kind, modifier = term_for_label(lab.name, lab.terminology).coded_concepts()
+        desc = hd.seg.SegmentDescription(
             segment_number=number, segment_label=lab.name[:64],
             segmented_property_category=category, segmented_property_type=kind,
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC,
             algorithm_identification=algo,
-            tracking_uid=hd.UID(), tracking_id=f"label {lab.value}"))
+            tracking_uid=hd.UID(), tracking_id=f"label {lab.value}")
+        if modifier is not None:  # laterality; highdicom has no parameter for it
+            desc.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [modifier]
+        descriptions.append(desc)
     try:
         seg = hd.seg.Segmentation(
             source_images=datasets, pixel_array=seg_array,

@@ -123,6 +123,25 @@ def _import_png(path: Path, volume: Volume) -> ImportedLabels:
     return ImportedLabels(array, _label_set_for(path, np.unique(array)), False, [])
 
 
+def _code(item) -> dict[str, str]:
+    return {"value": str(item.CodeValue), "scheme": str(item.CodingSchemeDesignator),
+            "meaning": str(item.CodeMeaning)}
+
+
+def segment_terminology(item) -> dict | None:
+    """Category, type and type modifier codes of a SEG segment (or RTSTRUCT observation)."""
+    try:
+        cat = item.SegmentedPropertyCategoryCodeSequence[0]
+        kind = item.SegmentedPropertyTypeCodeSequence[0]
+        out = {"category": _code(cat), "type": _code(kind)}
+        mods = kind.get("SegmentedPropertyTypeModifierCodeSequence") or []
+        if mods:
+            out["modifier"] = _code(mods[0])
+        return out
+    except (AttributeError, IndexError, KeyError):
+        return None
+
+
 def _import_seg(path: Path, volume: Volume) -> ImportedLabels:
     import highdicom as hd
     import pydicom
@@ -149,7 +168,7 @@ def _import_seg(path: Path, volume: Volume) -> ImportedLabels:
         value = int(tracked.group(1)) if tracked else number
         value_of[number] = value
         if value not in labels:
-            labels.add(str(d.SegmentLabel), value=value)
+            labels.add(str(d.SegmentLabel), value=value, terminology=segment_terminology(d))
     lut = np.zeros(max(numbers) + 1, dtype=np.uint16)
     for number, value in value_of.items():
         lut[number] = value
