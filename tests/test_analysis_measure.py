@@ -110,3 +110,24 @@ def test_image_rois_are_in_pixels_and_colour_has_no_values():
     assert s.area_unit == "px2" and s.area == pytest.approx(9 * 19)
     assert s.pixels == 200 and s.mean is None
     assert Ruler("axial", 0, (0, 0), (3, 4)).result(vol)["unit"] == "px"
+
+
+def test_measurements_travel_in_the_export_sidecar(tmp_path):
+    from medplib_core.analysis.measure import measurements_from_sidecar, sidecar_measurements
+    from medplib_core.annotation import LabelSet
+    from medplib_core.export import sidecar_path, write_nifti_labels
+
+    vol = Volume(np.arange(4 * 6 * 8, dtype=np.int16).reshape(4, 6, 8), spacing=(0.5, 0.5, 2.0),
+                 modality="CT", units="HU")
+    items = [Ruler("axial", 1, (0, 0), (3, 4), name="d"), Roi("rectangle", "sagittal", 2, (0, 0), (2, 3))]
+    labels = LabelSet()
+    labels.add("x", value=1)
+    arr = np.zeros(vol.shape, np.uint8)
+    arr[1, 2:4, 2:4] = 1
+    out = write_nifti_labels(tmp_path / "m.nii.gz", arr, vol, labels,
+                             extra={"measurements": sidecar_measurements(items, vol)})
+    data = json.loads(sidecar_path(out).read_text())
+    assert data["measurements"][0]["length"] == pytest.approx(2.5)
+    assert data["measurements"][1]["units"] == "HU"
+    assert [m.to_dict() for m in measurements_from_sidecar(out)] == [m.to_dict() for m in items]
+    assert measurements_from_sidecar(tmp_path / "none.nii.gz") == []

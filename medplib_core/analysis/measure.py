@@ -163,9 +163,22 @@ def measurement_from_dict(d: dict[str, Any]) -> Measurement:
     raise MedplibError(f"unknown measurement kind {kind!r}")
 
 
+def sidecar_measurements(items: list[Measurement], volume: Volume) -> list[dict[str, Any]]:
+    """The ``"measurements"`` entry of an export sidecar: geometry plus measured values."""
+    return [m.result(volume) for m in items]
+
+
+def measurements_from_sidecar(label_path) -> list[Measurement]:
+    """The measurements an export wrote into its sidecar (none when it has no sidecar)."""
+    from ..export.sidecar import read_sidecar
+
+    data = read_sidecar(label_path) or {}
+    return [measurement_from_dict(d) for d in data.get("measurements", [])]
+
+
 def measurements_to_json(items: list[Measurement], volume: Volume | None = None) -> str:
     """JSON of the measurements; with ``volume`` each item also carries its measured values."""
-    data = [m.result(volume) if volume is not None else m.to_dict() for m in items]
+    data = sidecar_measurements(items, volume) if volume is not None else [m.to_dict() for m in items]
     return json.dumps({"format": MEASUREMENTS_FORMAT, "items": data}, indent=1)
 
 

@@ -54,6 +54,16 @@ def write_sidecar(label_path: str | Path, data: dict[str, Any]) -> Path:
     return path
 
 
+def read_sidecar(label_path: str | Path) -> dict[str, Any] | None:
+    """Our sidecar beside a label file as a dict, or None when absent or unreadable."""
+    path = sidecar_path(label_path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("format") == SIDECAR_FORMAT else None
+
+
 def read_label_names(label_path: str | Path) -> LabelSet | None:
     """Labels from our sidecar, or from a ``{"labels_present": {"1": "spleen"}}`` style JSON."""
     p = Path(label_path)
