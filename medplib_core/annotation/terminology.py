@@ -105,6 +105,12 @@ def _tokens(text: str) -> list[str]:
     return [_SYNONYMS.get(w, w) for w in words]
 
 
+@lru_cache(maxsize=1)
+def _type_tokens() -> tuple[list[str], ...]:
+    """The words of every catalogue term's type, in catalogue order."""
+    return tuple(_tokens(t.type.meaning) for t in catalogue())
+
+
 def search(query: str, limit: int = 50) -> list[Term]:
     """Terms whose type (or category) matches every word of ``query``; best matches first.
 
@@ -139,8 +145,7 @@ def suggest(name: str) -> Term | None:
     if not words:
         return None
     best = None
-    for n, t in enumerate(catalogue()):
-        type_words = _tokens(t.type.meaning)
+    for n, (t, type_words) in enumerate(zip(catalogue(), _type_tokens())):
         if all(w in type_words for w in words):
             key = (len(type_words) - len(words), n)
             if best is None or key < best[0]:

@@ -14,6 +14,13 @@ def write_dicom_seg(*args, **kwargs):
     return _write(*args, **kwargs)
 
 
+def write_rtstruct(*args, **kwargs):
+    """Write an RT Structure Set (see `medplib_core.export.rtstruct.write_rtstruct`)."""
+    from .rtstruct import write_rtstruct as _write
+
+    return _write(*args, **kwargs)
+
+
 def export_labels(path, labels, volume, label_set, extra=None):
     """Write labels in the format the path's extension names (.nii/.nii.gz, .dcm, .png)."""
     from pathlib import Path

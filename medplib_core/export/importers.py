@@ -1,4 +1,4 @@
-"""Import label maps (NIfTI, DICOM SEG, PNG) onto a scan's grid, placed by world coordinates.
+"""Import label maps (NIfTI, DICOM SEG, RTSTRUCT, PNG) onto a scan's grid, placed by world coordinates.
 
 When the label file's grid differs from the scan's (other orientation, spacing or extent),
 it is resampled in world (LPS) coordinates with nearest-neighbour interpolation, so labels
@@ -146,6 +146,14 @@ def _import_seg(path: Path, volume: Volume) -> ImportedLabels:
     import highdicom as hd
     import pydicom
 
+    try:  # an RT Structure Set shares the .dcm extension
+        head = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Modality"])
+    except (OSError, pydicom.errors.InvalidDicomError) as exc:
+        raise ExportError(f"{path}: not a readable DICOM file ({exc})") from exc
+    if str(head.get("Modality", "")) == "RTSTRUCT":
+        from .rtstruct import read_rtstruct
+
+        return read_rtstruct(path, volume)
     try:
         seg = hd.seg.segread(str(path))
     except (OSError, ValueError, AttributeError, pydicom.errors.InvalidDicomError) as exc:
