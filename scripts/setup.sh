@@ -13,16 +13,24 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 debs=(xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxcb-xkb1
       libxkbcommon-x11-0 libxcb-shape0 libxcb-randr0 libxcb-xinerama0 libxcb-cursor0
       libegl1 libgl1 libfontconfig1 libdbus-1-3 x11-apps)
+# A real PACS for the DICOMweb tests: Orthanc and its DICOMweb plugin (the tests start their own
+# Orthanc on free ports; the system service the package may start is stopped again below).
+pacs_debs=(orthanc orthanc-dicomweb)
 if [ "$want_xvfb" = "--with-xvfb" ] && command -v dpkg-query >/dev/null 2>&1; then
   missing=()
-  for d in "${debs[@]}"; do
+  for d in "${debs[@]}" "${pacs_debs[@]}"; do
     dpkg-query -W -f='${Status}' "$d" 2>/dev/null | grep -q "install ok installed" || missing+=("$d")
   done
   if [ ${#missing[@]} -gt 0 ]; then
-    log "installing Debian packages for a virtual display: ${missing[*]}"
+    log "installing Debian packages for a virtual display and the test PACS: ${missing[*]}"
     sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
     $sudo_cmd apt-get update -qq >/dev/null
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    if [[ " ${missing[*]} " == *" orthanc "* ]] && command -v systemctl >/dev/null 2>&1 \
+        && systemctl is-active --quiet orthanc 2>/dev/null; then
+      log "stopping the Orthanc system service the package started (the tests run their own)"
+      $sudo_cmd systemctl disable --now orthanc >/dev/null 2>&1 || true
+    fi
   fi
 fi
 

@@ -34,3 +34,60 @@ def pydicom_ct_path() -> str:
     from pydicom.data import get_testdata_file
 
     return get_testdata_file("CT_small.dcm")
+
+
+# ----- a real PACS (Orthanc + its DICOMweb plugin), one per test session -----------------------
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory):
+    """A running Orthanc on 127.0.0.1 (basic authentication); skips when it is not installed."""
+    from orthanc_server import OrthancServer, find_dicomweb_plugin, find_orthanc
+
+    binary, plugin = find_orthanc(), find_dicomweb_plugin()
+    if binary is None:
+        pytest.skip("the Orthanc PACS is not installed (Debian package 'orthanc'; scripts/setup.sh installs it)")
+    if plugin is None:
+        pytest.skip("Orthanc's DICOMweb plugin is not installed (Debian package 'orthanc-dicomweb')")
+    server = OrthancServer(tmp_path_factory.mktemp("orthanc"), binary, plugin)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def pacs_series(orthanc, tmp_path_factory) -> dict:
+    """Real series uploaded to the test Orthanc, each with its local copy: pydicom's CT series
+    (5 slices), a CT series with a gap, CT_small and MR_small, and (when ../shared/data is
+    there) the shared JPEG 2000 CT with its empty UIDs filled in. name -> description."""
+    from pydicom.data import get_testdata_file
+
+    from orthanc_server import upload_series
+
+    root = tmp_path_factory.mktemp("pacs-series")
+    tests = Path(get_testdata_file("CT_small.dcm")).parent
+    out = {
+        "ct5": upload_series(orthanc, "ct5", (tests / "dicomdirtests/98892001/CT5N").iterdir(), root / "ct5"),
+        "ct_gap": upload_series(orthanc, "ct_gap", (tests / "dicomdirtests/77654033/CT2").iterdir(), root / "ct_gap"),
+        "ct_small": upload_series(orthanc, "ct_small", [tests / "CT_small.dcm"], root / "ct_small"),
+        "mr_small": upload_series(orthanc, "mr_small", [tests / "MR_small.dcm"], root / "mr_small"),
+    }
+    shared = shared_data_dir()
+    ct = shared / "volumes" / "ct_series_j2k" if shared else None
+    if ct is not None and ct.is_dir():
+        out["ct_j2k"] = upload_series(orthanc, "ct_j2k", ct.iterdir(), root / "ct_j2k", PatientName="Shared^CT",
+                                      PatientID="SHARED-CT", AccessionNumber="ACC-J2K-1")
+    return out
+
+
+@pytest.fixture
+def pacs(orthanc, tmp_path, monkeypatch):
+    """This test's own PACS cache, and the test server's credentials for this process."""
+    from medplib_core.pacs.credentials import Credentials, forget, remember
+
+    from orthanc_server import PASSWORD, USER
+
+    monkeypatch.setenv("MEDPLIB_PACS_CACHE", str(tmp_path / "pacs-cache"))
+    for var in ("MEDPLIB_DICOMWEB_TOKEN", "MEDPLIB_DICOMWEB_USER", "MEDPLIB_DICOMWEB_PASSWORD"):
+        monkeypatch.delenv(var, raising=False)
+    remember(orthanc.dicomweb, Credentials("basic", USER, PASSWORD))
+    yield orthanc
+    forget(orthanc.dicomweb)

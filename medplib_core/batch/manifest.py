@@ -20,7 +20,14 @@ MANIFEST_NAME = "manifest.jsonl"
 
 
 def input_checksum(path: str | Path) -> str:
-    """SHA-256 over a file, or over every file of a folder (names and contents, sorted)."""
+    """SHA-256 over a file, or over every file of a folder (names and contents, sorted); for a
+    DICOMweb series URL, over the URL and its SOP Instance UIDs (no download)."""
+    from ..pacs.urls import is_url
+
+    if is_url(path):
+        from ..pacs.source import series_checksum
+
+        return series_checksum(str(path))
     path = Path(path)
     if path.is_file():
         return file_sha256(path)

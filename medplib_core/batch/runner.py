@@ -18,6 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..errors import MedplibError
 from .case import CaseJob, run_case
 from .manifest import Manifest, input_checksum
 from .spec import BatchSpec, load_spec
@@ -106,9 +107,10 @@ def run_batch(spec: BatchSpec | str | dict, workers: int | None = None, progress
     for case in spec.cases:
         try:
             checksum = input_checksum(case.path)
-        except OSError as exc:
+        except (OSError, MedplibError) as exc:  # MedplibError: a PACS series that cannot be listed
+            error = str(exc) if isinstance(exc, MedplibError) else f"{case.path}: cannot read the input ({exc.strerror or exc})"
             rec = manifest.append({"kind": "result", "case": case.id, "input": str(case.path), "status": "failed",
-                                   "error": f"{case.path}: cannot read the input ({exc.strerror or exc})"})
+                                   "error": error})
             _count(prog, rec, progress)
             continue
         if manifest.is_done(case.id, checksum, spec.output):

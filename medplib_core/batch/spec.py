@@ -9,6 +9,9 @@ A spec is a YAML or JSON file (or the same dict from Python)::
       - {path: scans/ct_series, id: ct01}
       - {folder: scans/more, pattern: "*.nii.gz"} # every match becomes a case
       - {csv: cases.csv}                          # a CSV with a `path` column (and optionally `id`)
+      - https://pacs/dicom-web/studies/1.2.3/series/1.2.3.4   # a series on a PACS (DICOMweb)
+      - {qido: https://pacs/dicom-web, query: {Modality: CT, StudyDate: [2024-01-01, 2024-06-30]}}
+                                                  # every series a QIDO-RS search finds (limit: N)
     prompts: prompts.csv          # boxes / points per case (see prompts_csv.py)
     targets: [liver, spleen]      # text targets to ground (MedPLIB engine): one label each
     propagate: true               # grow each 2D result through the volume
@@ -25,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MedplibError
+from ..pacs.urls import is_url
 from .prompts_csv import PromptRow, read_prompts
 
 
@@ -35,7 +39,7 @@ class SpecError(MedplibError):
 @dataclass
 class Case:
     id: str
-    path: Path
+    path: Path | str  # a local path, or a DICOMweb series URL (a str: Path would mangle it)
 
 
 @dataclass
@@ -55,7 +59,9 @@ class BatchSpec:
         return self.prompts.get(case_id, [])
 
 
-def case_id_for(path: Path) -> str:
+def case_id_for(path: Path | str) -> str:
+    if is_url(path):
+        return str(path).rstrip("/").rsplit("/", 1)[-1]  # the SeriesInstanceUID
     name = path.name
     for ext in (".nii.gz", ".nii", ".dcm", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"):
         if name.lower().endswith(ext):
@@ -131,6 +137,18 @@ def _resolve(base: Path, p: str | Path) -> Path:
     return p if p.is_absolute() else (base / p)
 
 
+def _case_path(base: Path, p: str | Path) -> Path | str:
+    """A case's scan: a path relative to ``base``, or a series URL as it is."""
+    if is_url(p):
+        from ..pacs import PacsError, parse_series_url
+
+        try:
+            return parse_series_url(str(p)).url
+        except PacsError as exc:
+            raise SpecError(f"case {p!r}: {exc.reason}" + (f" ({exc.hint})" if exc.hint else "")) from None
+    return _resolve(base, p)
+
+
 def _cases(items: Any, base: Path, source: str) -> list[Case]:
     if items is None:
         raise SpecError(f"{source}: 'cases' is missing")
@@ -139,10 +157,10 @@ def _cases(items: Any, base: Path, source: str) -> list[Case]:
     out: list[Case] = []
     for item in items:
         if isinstance(item, str):
-            p = _resolve(base, item)
+            p = _case_path(base, item)
             out.append(Case(case_id_for(p), p))
         elif isinstance(item, dict) and "path" in item:
-            p = _resolve(base, item["path"])
+            p = _case_path(base, item["path"])
             out.append(Case(str(item.get("id") or case_id_for(p)), p))
         elif isinstance(item, dict) and "folder" in item:
             folder = _resolve(base, item["folder"])
@@ -155,10 +173,28 @@ def _cases(items: Any, base: Path, source: str) -> list[Case]:
             try:
                 with open(csv_path, newline="") as fh:
                     for row in csv.DictReader(fh):
-                        p = _resolve(csv_path.parent, row["path"])
+                        p = _case_path(csv_path.parent, row["path"])
                         out.append(Case(row.get("id") or case_id_for(p), p))
             except (OSError, KeyError) as exc:
                 raise SpecError(f"{source}: cannot read cases from {csv_path} (needs a 'path' column): {exc}") from exc
+        elif isinstance(item, dict) and "qido" in item:
+            out.extend(_qido_cases(item, source))
         else:
             raise SpecError(f"{source}: cannot understand the case entry {item!r}")
     return out
+
+
+def _qido_cases(item: dict[str, Any], source: str) -> list[Case]:
+    """The series a QIDO-RS search finds, one case each (id: the SeriesInstanceUID)."""
+    from ..pacs import PacsError
+    from ..pacs.client import PacsClient
+    from ..pacs.query import series_filters
+
+    try:
+        client = PacsClient(str(item["qido"]))
+        limit = item.get("limit")
+        rows = client.search_series(filters=series_filters(item.get("query") or {}, f"{source}: qido query"),
+                                    limit=int(limit) if limit else None)
+    except (PacsError, TypeError, ValueError) as exc:
+        raise SpecError(f"{source}: the QIDO search on {item['qido']} failed: {exc}") from None
+    return [Case(r.series_uid, r.url) for r in rows]

@@ -14,9 +14,10 @@ import numpy as np
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("convert-labels", help="convert a label map onto a scan's grid (NIfTI, DICOM SEG, PNG)")
     p.add_argument("labels", help="the label file: .nii/.nii.gz, DICOM SEG (.dcm) or .png")
-    p.add_argument("--reference", required=True, help="the scan the labels belong to")
+    p.add_argument("--reference", required=True, help="the scan the labels belong to (a path or a DICOMweb series URL)")
     p.add_argument("--series", help="series of the reference folder, if it holds several")
-    p.add_argument("--out", required=True, help="output path; its extension picks the format")
+    p.add_argument("--out", required=True, help="output path (its extension picks the format), or a DICOMweb "
+                   "service URL to store a DICOM SEG there")
     p.set_defaults(func=run)
 
 
@@ -24,12 +25,20 @@ def run(args: argparse.Namespace) -> int:
     from medplib_core import load
     from medplib_core.export import export_labels, import_labels
 
+    from medplib_core.pacs import is_url
+
     volume = load(args.reference, series=args.series)
     imported = import_labels(args.labels, volume)
-    out = export_labels(args.out, imported.array, volume, imported.labels,
-                        extra={"converted_from": str(args.labels)})
+    extra = {"converted_from": str(args.labels)}
+    if is_url(args.out):  # a DICOMweb service: store a DICOM SEG there (STOW-RS)
+        from medplib_core.pacs.send import send_labels
+
+        out = send_labels(args.out, imported.array, volume, imported.labels, extra=extra).url
+    else:
+        out = export_labels(args.out, imported.array, volume, imported.labels, extra=extra)
     present = [int(v) for v in np.unique(imported.array) if v]
     for note in imported.notes:
         print(f"note: {note}")
-    print(f"wrote {out} ({len(present)} labels: {', '.join(imported.labels[v].name for v in present if v in imported.labels)})")
+    verb = "stored" if is_url(args.out) else "wrote"
+    print(f"{verb} {out} ({len(present)} labels: {', '.join(imported.labels[v].name for v in present if v in imported.labels)})")
     return 0

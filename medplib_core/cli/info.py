@@ -11,7 +11,7 @@ from typing import Any
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="show what a scan loads as: shape, spacing, origin, direction, series")
-    p.add_argument("path", help="a DICOM file or folder, a NIfTI file or a 2D image")
+    p.add_argument("path", help="a DICOM file or folder, a NIfTI file, a 2D image or a DICOMweb series URL")
     p.add_argument("--series", help="SeriesInstanceUID or index, for folders with several series")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=run)
@@ -32,13 +32,14 @@ def _series_list(path: Path) -> list[dict[str, Any]]:
 
 def describe(path: str, series: str | None = None) -> dict[str, Any]:
     from medplib_core import load
+    from medplib_core.pacs import is_url
 
+    vol = load(path, series=series)  # a series URL stays a string (Path would mangle it)
     p = Path(path)
-    vol = load(p, series=series)
-    info = {"path": str(p)}
+    info = {"path": str(path)}
     info.update(vol.geometry_dict())
     info["source"] = vol.source.to_dict() if vol.source else None
-    found = _series_list(p)
+    found = [] if is_url(path) else _series_list(p)
     if found:
         info["series_found"] = found
     return info

@@ -18,7 +18,7 @@ import numpy as np
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("segment", help="segment one object from a box and/or clicks (LiteMedSAM)")
-    p.add_argument("scan", help="a DICOM file or folder, a NIfTI file or a 2D image")
+    p.add_argument("scan", help="a DICOM file or folder, a NIfTI file, a 2D image or a DICOMweb series URL")
     p.add_argument("--box", nargs=4, type=float, metavar=("X0", "Y0", "X1", "Y1"),
                    help="box in pixel coordinates of the slice (x = column, y = row)")
     p.add_argument("--points", nargs="+", type=float, metavar="X Y L",
@@ -28,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="display window (default: the scan's own)")
     p.add_argument("--propagate", action="store_true", help="propagate through the volume in 3D")
     p.add_argument("--label", type=int, default=1, help="label value written for the object")
-    p.add_argument("--out", required=True, help="output mask (.png for 2D, .nii/.nii.gz for volumes)")
+    p.add_argument("--out", required=True, help="output mask (.png for 2D, .nii/.nii.gz for volumes), or a "
+                   "DICOMweb service URL to store a DICOM SEG there")
     p.add_argument("--device", default=None, help="cpu or cuda (default: automatic)")
     p.add_argument("--engine", choices=("litemedsam", "medplib"), default="litemedsam",
                    help="segmentation engine (default: the embedded LiteMedSAM)")
@@ -55,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from medplib_core.engines.base import Prompt
     from medplib_core.engines.registry import create_engine
     from medplib_core.errors import PromptError
+    from medplib_core.pacs import is_url
 
     vol = load(args.scan)
     pts, labs = _points(args.points)
@@ -75,6 +77,18 @@ def run(args: argparse.Namespace) -> int:
                                               box=tuple(args.box) if args.box else None))
     if res.reason:
         print(f"warning: {res.reason}", file=sys.stderr)
+    report = {"out": str(args.out), "pixels": int(res.mask.sum()), "score": round(res.score, 3),
+              "slice": k, "engine": engine.info.name, "device": engine.info.device,
+              "path": res.provenance.get("path")}
+    if is_url(args.out):  # a DICOMweb service: store a DICOM SEG on the scan's series (STOW-RS)
+        from medplib_core.annotation import LabelSet
+        from medplib_core.pacs.send import send_labels
+
+        label_set = LabelSet()
+        label_set.add(args.text or "segment", value=args.label)
+        sent = send_labels(args.out, _label_volume(args, vol, engine, res, k, window), vol, label_set)
+        print(json.dumps({**report, "sent": sent.to_dict()}))
+        return 0
     out = Path(args.out)
     as_nifti = out.name.endswith((".nii", ".nii.gz")) or (not vol.is_2d and not out.name.endswith(".png"))
     if not as_nifti and args.propagate:
@@ -82,22 +96,27 @@ def run(args: argparse.Namespace) -> int:
     if not as_nifti:
         _write_png(out, res.mask)
     else:
-        if vol.is_2d and args.propagate:
-            raise PromptError("--propagate needs a volume")
-        labels = np.zeros(vol.shape, np.uint16 if args.label > 255 else np.uint8)
-        if args.propagate and res.mask.any():
-            from medplib_core.engines.propagation import propagate_volume
-
-            mask3d = propagate_volume(engine, vol, k, res.mask, window=window, progress=_progress)
-            print(file=sys.stderr)
-            labels[mask3d] = args.label
-        else:
-            labels[k][res.mask] = args.label
-        _write_nifti(out, labels, vol)
-    print(json.dumps({"out": str(out), "pixels": int(res.mask.sum()), "score": round(res.score, 3),
-                      "slice": k, "engine": engine.info.name, "device": engine.info.device,
-                      "path": res.provenance.get("path")}))
+        _write_nifti(out, _label_volume(args, vol, engine, res, k, window), vol)
+    print(json.dumps(report))
     return 0
+
+
+def _label_volume(args, vol, engine, res, k: int, window) -> np.ndarray:
+    """The result on the scan's grid: the slice's mask, or the propagated 3D object."""
+    from medplib_core.errors import PromptError
+
+    if vol.is_2d and args.propagate:
+        raise PromptError("--propagate needs a volume")
+    labels = np.zeros(vol.shape, np.uint16 if args.label > 255 else np.uint8)
+    if args.propagate and res.mask.any():
+        from medplib_core.engines.propagation import propagate_volume
+
+        mask3d = propagate_volume(engine, vol, k, res.mask, window=window, progress=_progress)
+        print(file=sys.stderr)
+        labels[mask3d] = args.label
+    else:
+        labels[k][res.mask] = args.label
+    return labels
 
 
 def _progress(done: int, total: int) -> None:

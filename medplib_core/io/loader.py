@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable
 
 from ..errors import CancelledError, LoadError
+from ..pacs.urls import is_url
 from ..volume import Volume
 from .dicom_series import DICOMDIR_UID, group_series, pick_series, read_header, scan_folder, \
     sniff_dicom
@@ -50,7 +51,8 @@ class Reporter:
 
 
 def load(path, series=None, progress=None, cancel=None) -> Volume:
-    """Load a DICOM file or folder, a NIfTI file or a 2D image into a `Volume`.
+    """Load a DICOM file or folder, a NIfTI file, a 2D image or a DICOMweb series URL
+    (retrieved through the PACS cache, `medplib_core.pacs.source`) into a `Volume`.
 
     ``series``: for a folder with several DICOM series, a SeriesInstanceUID or an index into
     `list_series` (largest first); by default the largest series loads and a note says so.
@@ -62,6 +64,10 @@ def load(path, series=None, progress=None, cancel=None) -> Volume:
         p = os.fspath(path)
     except TypeError:
         raise LoadError(str(path), f"not a path ({type(path).__name__})") from None
+    if is_url(p):
+        from ..pacs.source import load_series_url
+
+        return load_series_url(p, series, progress, cancel)
     rep = Reporter(progress, cancel)
     try:
         return _load(str(p), series, rep)
