@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QWidget
 
 import medplib_core
 from medplib_core.errors import LoadError
+from medplib_core.pacs import is_url
 from medplib_core.export import export_labels, import_labels
 from medplib_core.project import is_project, load_project, save_project
 
@@ -137,7 +138,7 @@ class FileController(QObject):
         def work(progress, cancel):
             project = load_project(source) if is_path else source
             scan = project.scan.get("path", "")
-            if not scan or not os.path.exists(scan):
+            if not scan or not (os.path.exists(scan) or is_url(scan)):  # a URL is fetched from its PACS
                 raise LoadError(scan or str(source), "the project's scan is missing",
                                 hint="move the scan back to where it was, or open the scan and import the labels")
             vol = load_for_display(scan, series=project.scan.get("series"), progress=progress, cancel=cancel)

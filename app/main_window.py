@@ -10,6 +10,7 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QMainWindow, QMessageBox, QWidget
 
+from medplib_core.pacs import is_url
 from medplib_core.project import PROJECT_FILE, PROJECT_SUFFIX, RecoveryStore
 
 from . import actions
@@ -22,6 +23,7 @@ from .labels_panel import LabelsPanel
 from .propagate import PropagationController
 from .recovery import Autosaver, offer_restore
 from .resources import icon
+from .pacs import install_pacs
 from .review import install_review
 from .segment_controller import SegmentController
 from .settings import Settings, recovery_dir
@@ -69,6 +71,7 @@ class MainWindow(QMainWindow):
         self._connect()
         install_chat_panel(self)
         install_review(self)
+        install_pacs(self)
         self._restore_settings()
         self._update_recent_menu()
         self._update_actions()
@@ -164,7 +167,8 @@ class MainWindow(QMainWindow):
     def _on_opened(self, path: str) -> None:
         if path:
             self.settings.add_recent(path)
-            self.settings.set("last_dir", str(Path(path).parent))
+            if not is_url(path):  # a PACS series URL is no folder to start file dialogs in
+                self.settings.set("last_dir", str(Path(path).parent))
             self._update_recent_menu()
 
     def _current_slice_changed(self) -> None:

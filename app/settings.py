@@ -13,6 +13,8 @@ from typing import Any
 
 from PySide6.QtCore import QSettings, QStandardPaths
 
+from medplib_core.pacs import is_url
+
 ORG = "MedPLIB"
 APP = "MedPLIB Studio"
 MAX_RECENT = 10
@@ -69,7 +71,7 @@ class Settings:
         return [str(v) for v in (val or []) if v]
 
     def add_recent(self, path: str) -> list[str]:
-        path = str(Path(path).resolve())
+        path = path if is_url(path) else str(Path(path).resolve())  # a PACS series URL stays as it is
         items = [p for p in self.recent_files() if p != path]
         items.insert(0, path)
         items = items[:MAX_RECENT]

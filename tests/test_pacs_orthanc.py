@@ -10,7 +10,6 @@ import sys
 import highdicom as hd
 import numpy as np
 import pydicom
-import pytest
 
 from medplib_core import load
 from medplib_core.annotation import LabelSet

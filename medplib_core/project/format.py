@@ -25,6 +25,7 @@ from .. import __version__
 from ..annotation.labels import LabelSet
 from ..errors import MedplibError
 from ..export.atomic import atomic_path, atomic_write_text
+from ..pacs.urls import is_url
 
 PROJECT_FORMAT = "medplib-studio-project/1"
 PROJECT_FILE = "project.json"
@@ -88,7 +89,7 @@ def scan_reference(volume, path: str, series: str | None = None) -> dict[str, An
     """The scan reference stored in a project: where to reload it and how to recognise it."""
     src = volume.source
     return {
-        "path": str(Path(path).resolve()) if path else "",
+        "path": (path if is_url(path) else str(Path(path).resolve())) if path else "",  # a PACS series URL as is
         "series": series,
         "kind": src.kind if src else None,
         "series_instance_uid": src.series_instance_uid if src else None,
