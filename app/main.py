@@ -16,7 +16,7 @@ from pathlib import Path
 def add_arguments(p: argparse.ArgumentParser, with_path: bool = True) -> argparse.ArgumentParser:
     """The GUI's command-line options (also usable by the ``medplib-studio gui`` subcommand)."""
     if with_path:
-        p.add_argument("path", nargs="?", help="a scan (DICOM file or folder, NIfTI, 2D image) or a project folder")
+        p.add_argument("path", nargs="?", help="a scan (DICOM file or folder, NIfTI, 2D image, DICOMweb series URL) or a project folder")
     p.add_argument("--sample", action="store_true", help="open a real sample CT (pydicom test data)")
     p.add_argument("--series", help="SeriesInstanceUID to open from a folder with several series")
     p.add_argument("--no-engine", action="store_true", help="do not load the segmentation model")
