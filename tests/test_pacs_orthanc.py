@@ -40,8 +40,10 @@ def test_search_studies_by_each_field(pacs, pacs_series):
     assert names(StudyQuery(date_from="2004-08-26", date_to="2004-08-26")) == ["CompressedSamples^MR1"]
     assert names(StudyQuery(patient_name="Nobody")) == []
     ct_small = c.search_studies(StudyQuery(patient_id="1CT1"))[0]
-    assert ct_small.study_uid == pacs_series["ct_small"]["study"]
-    assert ct_small.modalities == ["CT"] and ct_small.n_series == 1 and ct_small.n_instances == 1
+    assert ct_small.study_uid == pacs_series["ct_small"]["study"] and "CT" in ct_small.modalities
+    gap = c.search_studies(StudyQuery(patient_id="77654033"))[0]  # a study no test sends a SEG into
+    assert gap.study_uid == pacs_series["ct_gap"]["study"]
+    assert gap.modalities == ["CT"] and gap.n_series == 1 and gap.n_instances == 4
     if "ct_j2k" in pacs_series:
         assert names(StudyQuery(accession="ACC-J2K-1")) == ["Shared^CT"]
 
