@@ -16,7 +16,6 @@ import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from medplib_core.engines.base import Capability, Prompt, SegmentationEngine
-from medplib_core.project import PromptRecord
 
 from .document import Document
 from .workers import TaskRunner
@@ -175,14 +174,10 @@ class EngineController(QObject):
             if result.empty:
                 self.error.emit("No mask", f"{result.reason or 'the model returned an empty mask'}. "
                                 "Try a tighter box or add a positive point on the object.")
-                self.doc.discard_proposal()
+                self.doc.discard()
                 return
-            rec = PromptRecord(id=self.doc.new_prompt_id(), kind=kind, orientation=orientation,
-                               index=index, prompt=prompt.describe(), provenance=dict(result.provenance),
-                               mask=np.asarray(result.mask, dtype=bool))
-            rec.provenance["score"] = round(float(result.score), 4)
-            rec.provenance["gui_latency_ms"] = round(self.last_latency_ms, 1)
-            self.doc.propose(rec, prompt)
+            self.doc.propose_result(result, prompt, orientation, index, kind,
+                                    gui_latency_ms=round(self.last_latency_ms, 1))
 
         def failed(exc):
             if req != self._request:

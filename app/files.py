@@ -11,22 +11,23 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QWidget
 
 import medplib_core
+from medplib_core.annotation import PromptStatus
 from medplib_core.errors import LoadError
 from medplib_core.pacs import is_url
 from medplib_core.export import export_labels, import_labels
 from medplib_core.project import is_project, load_project, save_project
+from medplib_core.session import SaveTarget
 
 from .dialogs import SeriesDialog, error_from_exception, progress_dialog, show_error
 from .document import Document
-from .render import value_range_of
 from .workers import TaskRunner
 
 
 def load_for_display(path, series=None, progress=None, cancel=None):
-    """`medplib_core.load` plus what the viewer needs once per scan (its value range),
-    computed here on the worker so the first frame does not wait for it."""
+    """`medplib_core.load`, with the scan's value range (the windowing table needs it) computed
+    here on the worker so the first frame does not wait for it."""
     vol = medplib_core.load(path, series=series, progress=progress, cancel=cancel)
-    vol.value_range = value_range_of(vol.array)
+    _ = vol.value_range  # a cached property, filled now
     return vol
 
 
@@ -43,7 +44,6 @@ class FileController(QObject):
         self.win = parent_widget
         self.runner = TaskRunner(2, self, "files")
         self.project_path: str | None = None
-        self.saved_revision = 0
         self._progress = None
         self.loading = False
 
@@ -118,9 +118,9 @@ class FileController(QObject):
 
     def _load(self, path: str, series, then) -> None:
         def done(vol):
-            self.doc.set_volume(vol, path, series)
+            self.doc.open(vol, path, series)
             self.project_path = None
-            self.saved_revision = self.doc.revision
+            self.doc.save_state.saved(SaveTarget.PROJECT)  # nothing to save yet
             for note in (vol.source.notes if vol.source else [])[:2]:
                 self.message.emit(note)
             self.opened.emit(path)
@@ -153,7 +153,8 @@ class FileController(QObject):
                            "The scan on disk changed since the project was saved.")
                 return
             self.project_path = str(source) if is_path else None
-            self.saved_revision = self.doc.revision if is_path else -1
+            if is_path:
+                self.doc.save_state.saved(SaveTarget.PROJECT)
             self.opened.emit(str(source) if is_path else project.scan.get("path", ""))
             if on_loaded:
                 on_loaded()
@@ -165,11 +166,11 @@ class FileController(QObject):
         if not folder or self.doc.volume is None:
             return False
         job = self.doc.project_job(lambda project: save_project(folder, project))
-        rev = self.doc.revision
+        mark = self.doc.save_state.mark()
 
         def done(_):
             self.project_path = str(folder)
-            self.saved_revision = rev
+            self.doc.save_state.saved(SaveTarget.PROJECT, mark)
             self.saved.emit(str(folder))
             self.message.emit(f"Project saved: {folder}")
             if on_saved:
@@ -181,7 +182,8 @@ class FileController(QObject):
 
     @property
     def dirty(self) -> bool:
-        return self.doc.volume is not None and self.doc.revision != self.saved_revision
+        """Changes not in the project file (a scan opened and left untouched has none)."""
+        return self.doc.save_state.dirty(SaveTarget.PROJECT)
 
     # ----- labels in and out -----------------------------------------------------------------
     def export(self, path: str, on_done: Callable | None = None):
@@ -189,7 +191,7 @@ class FileController(QObject):
         if self.doc.volume is None:
             return None
         vol = self.doc.volume
-        extra = {"prompts": [r.to_json() for r in self.doc.prompts if r.status == "accepted"]}
+        extra = {"prompts": [r.to_json() for r in self.doc.prompts if r.status is PromptStatus.ACCEPTED]}
         job = self.doc.project_job(lambda p: export_labels(path, p.label_array, vol, p.labels, extra))
 
         def done(written):

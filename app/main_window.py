@@ -46,10 +46,10 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.actions_by_name: dict = {}
         self.settings = settings or Settings()
-        self.doc = Document(self)
+        self.doc = Document(parent=self)
         self.tools = ToolState(self.settings.get("tool", "box", str), self.settings.get("brush_size", 10, int), self)
         self.viewer = ViewerArea(self.doc, self.tools)
-        self.doc.view_state_provider = self.viewer.state
+        self.doc.session.view_state_provider = self.viewer.state
         self.setCentralWidget(self.viewer)
         self.status = StatusBar(self)
         self.setStatusBar(self.status)
@@ -175,20 +175,12 @@ class MainWindow(QMainWindow):
         v = self.viewer.active
         if self.doc.volume is None:
             return
-        pixels = v.renderer.windowed(self.doc.volume, v.geometry(), self.doc.window)
         orientation, index, n = v.orientation, v.index, v.n_slices()
 
         def neighbours():
-            from medplib_core.slicing import slice_geometry
+            return [v.renderer.pixels(orientation, index + d) for d in (1, -1, 2, -2, 3, -3) if 0 <= index + d < n]
 
-            out = []
-            for d in (1, -1, 2, -2, 3, -3):
-                if 0 <= index + d < n:
-                    g = slice_geometry(self.doc.volume, orientation, index + d)
-                    out.append(v.renderer.windowed(self.doc.volume, g, self.doc.window))
-            return out
-
-        self.engine.set_current_slice(pixels, neighbours)
+        self.engine.set_current_slice(v.renderer.pixels(orientation, index), neighbours)
 
     def _update_actions(self) -> None:
         a, h = self.actions_by_name, self.doc.history

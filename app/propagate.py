@@ -3,24 +3,14 @@ neighbouring slices, on the engine thread, with progress and cancel; the result 
 
 from __future__ import annotations
 
-import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from medplib_core.engines.base import Capability
-from medplib_core.project import PromptRecord
+from medplib_core.engines.propagation import propagate_in_view
 
 from .dialogs import progress_dialog, show_error
 from .document import Document
 from .engine_controller import EngineController
-
-
-def run_propagation(engine, volume, window, orientation: str, index: int, seed2d: np.ndarray,
-                    progress, cancel):
-    """The core's propagation from a displayed slice (axis handling lives there)."""
-    from medplib_core.engines.propagation import propagate_in_view
-
-    return propagate_in_view(engine, volume, orientation, index, seed2d, window=window,
-                             progress=progress, cancel=cancel)
 
 
 class PropagationController(QObject):
@@ -80,18 +70,11 @@ class PropagationController(QObject):
 
         def done(result):
             self._finish()
-            mask3d, summary, n = result.mask, result.summary, result.n_slices
             if self.doc.volume is not vol:
                 return
-            info = self.engine.info()
-            prov = {"engine": info.get("name"), "device": info.get("device"),
-                    "engine_version": info.get("version"), "seed": source, "seed_orientation": geom.orientation,
-                    "seed_index": geom.index, "slices": n, **summary}
-            rec = PromptRecord(id=self.doc.new_prompt_id(), kind="propagate", orientation=geom.orientation,
-                               index=geom.index, prompt={"seed": source}, provenance=prov, mask=mask3d)
-            self.doc.propose(rec)
-            stops = "; ".join(f"{k}: {v}" for k, v in summary.get("stops", {}).items())
-            self.message.emit(f"Propagated over {n} slices ({stops}). Enter accepts, Esc discards.")
+            self.doc.propose_propagation(result, self.engine.info(), source)
+            stops = "; ".join(f"{k}: {v}" for k, v in result.summary.get("stops", {}).items())
+            self.message.emit(f"Propagated over {result.n_slices} slices ({stops}). Enter accepts, Esc discards.")
             self.finished.emit(True)
 
         def failed(exc):
@@ -104,9 +87,10 @@ class PropagationController(QObject):
             self.message.emit("Propagation cancelled; nothing was changed.")
             self.finished.emit(False)
 
-        self.task = self.engine.run(run_propagation, self.engine.engine, vol, window, geom.orientation, geom.index, mask2d,
-                                    name="propagate", on_done=done, on_error=failed, on_cancel=cancelled,
-                                    on_progress=progress, pass_progress=True, pass_cancel=True)
+        self.task = self.engine.run(propagate_in_view, self.engine.engine, vol, geom.orientation, geom.index,
+                                    mask2d, window=window, name="propagate", on_done=done, on_error=failed,
+                                    on_cancel=cancelled, on_progress=progress, pass_progress=True,
+                                    pass_cancel=True)
 
     def cancel(self) -> None:
         if self.task is not None:

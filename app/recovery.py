@@ -14,6 +14,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 from medplib_core.project import Orphan, RecoveryStore
+from medplib_core.session import SaveTarget
 
 from .document import Document
 from .workers import TaskRunner
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 class Autosaver(QObject):
     """Writes snapshots of the document into a `RecoverySession`."""
 
-    saved = Signal(int)  # the document revision now safe on disk
+    saved = Signal(int)  # the session revision now safe on disk
 
     def __init__(self, doc: Document, store: RecoveryStore, interval_ms: int = 3000,
                  parent: QObject | None = None):
@@ -33,7 +34,6 @@ class Autosaver(QObject):
         self.store = store
         self.session = store.start_session()
         self.runner = TaskRunner(1, self, "autosave")
-        self.saved_revision = 0
         self.failures = 0
         self._saving = False
         self.timer = QTimer(self)
@@ -49,7 +49,8 @@ class Autosaver(QObject):
 
     @property
     def pending(self) -> bool:
-        return self.doc.volume is not None and self.doc.revision != self.saved_revision
+        """Changes not yet in the snapshot."""
+        return self.doc.save_state.dirty(SaveTarget.AUTOSAVE)
 
     def save_now(self) -> None:
         """Snapshot now (no-op when nothing changed since the last snapshot)."""
@@ -61,13 +62,13 @@ class Autosaver(QObject):
         if not self.doc.prompts and not self.doc.counts and not self.doc.history.can_undo and not len(self.doc.labels):
             return  # an untouched scan: nothing worth recovering
         self._saving = True
-        rev = self.doc.revision
+        mark = self.doc.save_state.mark()
         job = self.doc.project_job(lambda project, edits: self.session.save(project, edits))
 
         def done(_):
             self._saving = False
-            self.saved_revision = rev
-            self.saved.emit(rev)
+            self.doc.save_state.saved(SaveTarget.AUTOSAVE, mark)
+            self.saved.emit(mark.revision)
             if self.pending:
                 self.timer.start()
 
@@ -76,7 +77,7 @@ class Autosaver(QObject):
             self.failures += 1
             log.warning("autosave failed: %s", exc)
 
-        self.runner.submit(job, rev, name="autosave", on_done=done, on_error=failed)
+        self.runner.submit(job, mark.revision, name="autosave", on_done=done, on_error=failed)
 
     def orphans(self) -> list[Orphan]:
         return [o for o in self.store.orphans() if o.folder != self.session.folder]

@@ -1,11 +1,8 @@
-"""Slice → QImage conversion with NumPy lookup tables (no per-pixel Python).
+"""uint8 pixels and label slices → QImages (no per-pixel Python).
 
-Windowing matches `medplib_core.display.apply_window` (linear, clipped, truncated to uint8), so
-the GUI hands engines the same pixels a batch run would.
-
-`WindowLUT` maps integer scans through one precomputed uint8 table; floats use vectorised
-arithmetic. Label slices map through a uint32 ARGB table, so the overlay costs one gather.
-QImages built here keep a reference to their NumPy buffer (``img._np``) so it outlives them.
+Windowing is the core's (`medplib_core.display.Windowing`): the pixels shown are the pixels
+engines are given. Label slices map through a uint32 ARGB table, so the overlay costs one
+gather. QImages built here keep a reference to their NumPy buffer (``img._np``) so it outlives them.
 """
 
 from __future__ import annotations
@@ -14,55 +11,6 @@ import cv2  # imported with the app, not on the first stroke or outline
 import numpy as np
 from PySide6.QtCore import QPointF
 from PySide6.QtGui import QImage, QPainterPath, QPolygonF
-
-
-def window_bounds(centre: float, width: float) -> tuple[float, float]:
-    width = max(float(width), 1e-6)
-    return float(centre) - width / 2.0, float(centre) + width / 2.0
-
-
-class WindowLUT:
-    """Window/level for one volume: integer data uses a table indexed by ``value - vmin``."""
-
-    def __init__(self, array: np.ndarray, value_range: tuple[int, int] | None = None):
-        self.kind = array.dtype.kind
-        self.vmin = self.vmax = 0
-        self.integer = self.kind in "iub" and array.size > 0
-        if self.integer:
-            self.vmin, self.vmax = value_range or value_range_of(array)
-            self.integer = (self.vmax - self.vmin) < 2**20
-        self._key: tuple[float, float] | None = None
-        self._lut: np.ndarray | None = None
-
-    def table(self, centre: float, width: float) -> np.ndarray:
-        key = (float(centre), float(width))
-        if key != self._key or self._lut is None:
-            lo, _ = window_bounds(centre, width)
-            vals = np.arange(self.vmin, self.vmax + 1, dtype=np.float64)
-            self._lut = np.clip((vals - lo) * (255.0 / max(width, 1e-6)), 0, 255).astype(np.uint8)
-            self._key = key
-        return self._lut
-
-    def apply(self, plane: np.ndarray, centre: float, width: float) -> np.ndarray:
-        """A windowed, C-contiguous uint8 copy of ``plane`` (2D, or 2D + channels)."""
-        if self.integer:
-            lut = self.table(centre, width)
-            if self.vmin == 0 and plane.dtype in (np.uint8, np.uint16):
-                return np.ascontiguousarray(lut[plane])
-            idx = plane.astype(np.int32) - self.vmin
-            return lut[idx]
-        lo, _ = window_bounds(centre, width)
-        out = (plane.astype(np.float32) - np.float32(lo)) * np.float32(255.0 / max(width, 1e-6))
-        np.nan_to_num(out, copy=False, nan=0.0)
-        np.clip(out, 0, 255, out=out)
-        return out.astype(np.uint8)
-
-
-def value_range_of(array: np.ndarray) -> tuple[int, int] | None:
-    """(min, max) of an integer array (computed once per scan, on the loading thread)."""
-    if array.dtype.kind not in "iub" or array.size == 0:
-        return None
-    return int(array.min()), int(array.max())
 
 
 def gray_qimage(gray: np.ndarray) -> QImage:

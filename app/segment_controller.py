@@ -53,7 +53,7 @@ class SegmentController(QObject):
 
     # ----- prompts ---------------------------------------------------------------------------
     def _pixels(self, view: SliceView) -> np.ndarray:
-        return view.renderer.windowed(self.doc.volume, view.geometry(), self.doc.window)
+        return view.renderer.pixels(view.orientation, view.index)
 
     def _send(self, view: SliceView, prompt: Prompt, kind: str) -> None:
         self.engine.segment(self._pixels(view), prompt, view.orientation, view.index, kind)
@@ -142,4 +142,4 @@ class SegmentController(QObject):
         if self.engine.pending is not None:
             self.engine.abandon()
             return
-        self.doc.discard_proposal()
+        self.doc.discard()

@@ -24,42 +24,38 @@ _WORLD_AXIS = {"axial": (2, "z"), "coronal": (1, "y"), "sagittal": (0, "x")}
 
 
 class SliceRenderer:
-    """Per-volume caches: windowing table, windowed slices (LRU) and the last label overlay."""
+    """The windowed slices of the session's scan (the core's pixels), cached as QImages (LRU)."""
 
-    def __init__(self, max_slices: int = 96):
+    def __init__(self, session, max_slices: int = 96):
+        self.session = session
         self.max_slices = max_slices
-        self._vol_id = None
-        self._lut: render.WindowLUT | None = None
         self._scan: OrderedDict = OrderedDict()
 
     def clear(self) -> None:
         """Forget the cached windowed slices."""
         self._scan.clear()
 
-    def _check(self, vol) -> None:
-        if id(vol) != self._vol_id:
-            self._vol_id = id(vol)
-            self._lut = render.WindowLUT(vol.array, getattr(vol, "value_range", None))
-            self._scan.clear()
-
-    def windowed(self, vol, geom, window) -> np.ndarray:
-        """uint8 display pixels of the slice (what engines are given), cached."""
-        self._check(vol)
-        key = (geom.orientation, geom.index, float(window[0]), float(window[1]))
+    def _entry(self, orientation: str, index: int, window) -> tuple[np.ndarray, object]:
+        s = self.session
+        window = tuple(window or s.window)
+        key = (s.scan_serial, orientation, int(index), float(window[0]), float(window[1]))
         hit = self._scan.get(key)
         if hit is not None:
             self._scan.move_to_end(key)
-            return hit[0]
-        pixels = self._lut.apply(geom.take(vol.array), *window)
+            return hit
+        pixels = s.pixels(orientation, index, window)
         img = render.rgb_qimage(pixels) if pixels.ndim == 3 else render.gray_qimage(pixels)
         self._scan[key] = (pixels, img)
         while len(self._scan) > self.max_slices:
             self._scan.popitem(last=False)
-        return pixels
+        return pixels, img
 
-    def scan_image(self, vol, geom, window):
-        self.windowed(vol, geom, window)
-        return self._scan[(geom.orientation, geom.index, float(window[0]), float(window[1]))][1]
+    def pixels(self, orientation: str, index: int, window=None) -> np.ndarray:
+        """uint8 display pixels of a slice (what engines are given); the session's window by default."""
+        return self._entry(orientation, index, window)[0]
+
+    def scan_image(self, orientation: str, index: int, window=None):
+        return self._entry(orientation, index, window)[1]
 
 
 class SliceView(QWidget):
@@ -75,7 +71,7 @@ class SliceView(QWidget):
         self.orientation = orientation
         self.index = 0
         self.indices: dict[str, int] = {}
-        self.renderer = renderer or SliceRenderer()
+        self.renderer = renderer or SliceRenderer(doc.session)
         self._label_key = None
         self._prop_key = None
         self.overlay_visible = True
@@ -196,7 +192,7 @@ class SliceView(QWidget):
         cv = self.canvas
         cv.set_slice_shape(geom.shape, geom.pixel_spacing)
         if scan:
-            cv.scan_image = self.renderer.scan_image(vol, geom, self.doc.window)
+            cv.scan_image = self.renderer.scan_image(geom.orientation, geom.index)
         if labels or scan:
             key = (id(self.doc.labelmap), geom.orientation, geom.index, self.doc.label_revision, self.overlay_visible)
             if key != self._label_key:

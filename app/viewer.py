@@ -21,7 +21,7 @@ class ViewerArea(QWidget):
     def __init__(self, doc: Document, tools: ToolState, parent: QWidget | None = None):
         super().__init__(parent)
         self.doc = doc
-        self.renderer = SliceRenderer()  # one windowing table and slice cache for all views
+        self.renderer = SliceRenderer(doc.session)  # one slice cache for all views
         self.views = [SliceView(doc, tools, o, self.renderer) for o in ("axial", "coronal", "sagittal")]
         self.info = QLabel()
         self.info.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)

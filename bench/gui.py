@@ -26,6 +26,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # the model-free test engine and isolated folders
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
@@ -130,7 +131,7 @@ def main(argv=None) -> int:
 
     from app.automation import wait_until
     from app.main_window import MainWindow
-    from app.testing import ThresholdEngine, isolate
+    from studio_support import ThresholdEngine, isolate
 
     tmp = Path(tempfile.mkdtemp(prefix="medplib-bench-"))
     isolate(tmp)
@@ -144,10 +145,8 @@ def main(argv=None) -> int:
         reps = -(-a.slices // vol.shape[0])
         vol.array = np.ascontiguousarray(np.tile(vol.array, (reps, 1, 1))[: a.slices])
         src += f" tiled to {a.slices} slices"
-    from app.render import value_range_of
-
-    vol.value_range = value_range_of(vol.array)  # as the loader thread does
-    win.doc.set_volume(vol, src, label_array=fake_labels(vol))
+    _ = vol.value_range  # computed (and cached) by the loader thread in the app
+    win.doc.open(vol, src, label_array=fake_labels(vol))
     app.processEvents()
     print(f"scan: {src}  shape {vol.shape}  labels on {int((win.doc.labelmap.array > 0).any(axis=(1, 2)).sum())} slices")
 
@@ -163,9 +162,7 @@ def main(argv=None) -> int:
     view = win.viewer.active
     if win.engine.ready and not a.no_model:
         eng = win.engine.engine
-        from medplib_core.slicing import slice_geometry
-
-        slices = [view.renderer.windowed(vol, slice_geometry(vol, "axial", k), win.doc.window) for k in range(4)]
+        slices = [view.renderer.pixels("axial", k) for k in range(4)]
         eng.cache.clear()
         stall, el = meter.run(lambda: eng.preencode(slices), lambda: not eng.preencoding)
         stall_rows.append(("background pre-encoding, 4 slices (LiteMedSAM)", stall, el))

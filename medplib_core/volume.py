@@ -16,9 +16,12 @@ Nothing here flips or transposes the voxel data: display orientation is computed
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
+
+from .display import value_range as integer_range
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -102,6 +105,11 @@ class Volume:
     @property
     def is_2d(self) -> bool:
         return self.shape[0] == 1
+
+    @cached_property
+    def value_range(self) -> tuple[int, int] | None:
+        """``(min, max)`` of an integer scan's voxels (None for float scans), computed once."""
+        return integer_range(self.array)
 
     # ----- geometry --------------------------------------------------------------------------
     @property

@@ -18,6 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "tests"))  # the sample batch
 
 HOOK = r'''
 import os
@@ -52,7 +53,7 @@ window.close()
 
 def sample_run(folder: Path) -> Path:
     """Run the sample batch (real LiteMedSAM) and return its run folder."""
-    from app.review.sample_run import write_sample_spec
+    from sample_run import write_sample_spec
     from medplib_core.batch import load_spec, run_batch
 
     spec = write_sample_spec(folder, "run")

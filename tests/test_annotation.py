@@ -1,9 +1,10 @@
-"""Label set, policy-aware edits and memory-bounded undo/redo."""
+"""Label set, policy-aware edits, reverting edits and the memory-bounded undo history."""
 
 import numpy as np
 import pytest
 
 from medplib_core.annotation import LabelMap, LabelSet, LockedLabelError, OverlapPolicy
+from medplib_core.session.history import History
 
 
 def _square(shape, r0, r1, c0, c1):
@@ -17,6 +18,7 @@ def test_undo_redo_restores_every_intermediate_state():
     a = labels.add("liver")
     b = labels.add("lesion", policy=OverlapPolicy.MERGE)
     lm = LabelMap((4, 32, 32), labels)
+    history = History(lm)
     slice2 = lambda arr: arr[2]  # noqa: E731  (a view of one slice)
     states = [lm.array.copy()]
     edits = [
@@ -26,17 +28,18 @@ def test_undo_redo_restores_every_intermediate_state():
         (_square((32, 32), 0, 5, 0, 5), a.value, {"erase": True}),
     ]
     for mask, value, kw in edits:
-        assert lm.apply(mask, value, view=slice2, **kw) is not None
+        edit = lm.apply(mask, value, view=slice2, **kw)
+        assert edit is not None and history.push("edit", edit) is not None
         states.append(lm.array.copy())
     # merge never took liver voxels
     assert np.all(states[2][2][2:20, 2:20] == a.value)
     assert np.all(states[3][2][15:25, :] == a.value)
     for expected in reversed(states[:-1]):
-        lm.undo()
+        history.undo()
         np.testing.assert_array_equal(lm.array, expected)
-    assert not lm.can_undo
+    assert not history.can_undo
     for expected in states[1:]:
-        lm.redo()
+        history.redo()
         np.testing.assert_array_equal(lm.array, expected)
 
 
@@ -59,13 +62,14 @@ def test_locked_labels_are_never_overwritten():
 def test_undo_memory_is_bounded_and_stores_regions_not_copies():
     labels = LabelSet()
     v = labels.add("x").value
-    lm = LabelMap((64, 256, 256), labels, undo_budget_bytes=200_000)
+    lm = LabelMap((64, 256, 256), labels)
+    history = History(lm, budget_bytes=200_000)
     rng = np.random.default_rng(0)
     for i in range(200):
         mask = rng.random((256, 256)) > 0.5  # incompressible noise: each edit ~ tens of kB
-        lm.apply(mask, v, view=lambda arr, k=i % 64: arr[k], erase=bool(i % 2))
-    assert lm.undo_memory() <= 200_000 + 70_000
-    assert 0 < lm.undo_depth < 200
+        history.push("noise", lm.apply(mask, v, view=lambda arr, k=i % 64: arr[k], erase=bool(i % 2)))
+    assert history.memory() <= 200_000 + 70_000
+    assert 0 < history.depth < 200
     # a small edit on a big volume stores only its bounding box
     lm2 = LabelMap((64, 256, 256), labels)
     edit = lm2.apply(_square((256, 256), 100, 110, 100, 110), v, view=lambda arr: arr[10])

@@ -19,7 +19,7 @@ from app.automation import image_point  # noqa: E402
 from app.chat import install_chat_panel  # noqa: E402
 from app.main_window import MainWindow  # noqa: E402
 from app.medplib_setup import NOTICE_KEY, about_html  # noqa: E402
-from app.testing import ThresholdEngine, drop_path, isolate, stacked_ct  # noqa: E402
+from studio_support import ThresholdEngine, drop_path, isolate, stacked_ct  # noqa: E402
 from medplib_core.medplib.selection import ENV  # noqa: E402
 
 pytestmark = [pytest.mark.gui, pytest.mark.timeout(240)]
@@ -90,7 +90,7 @@ def has_box_near(text: str, x: int, y: int, prefix: str = "box ") -> bool:
 
 def wait_answer(qtbot, panel):
     qtbot.waitUntil(lambda: not panel.busy, timeout=120000)
-    return panel.book.get(panel.key).messages[-1]
+    return panel.chat.book.get(panel.key).messages[-1]
 
 
 def test_chat_region_grounding_stop_and_project(qtbot, make_win, demo_paths, tmp_path, monkeypatch):
@@ -103,7 +103,7 @@ def test_chat_region_grounding_stop_and_project(qtbot, make_win, demo_paths, tmp
     assert has_box_near(panel.region_combo.currentText(), 45, 40)
 
     tokens, states = [], []
-    panel.ctl.token.connect(tokens.append)
+    panel.ctl.token.connect(lambda q, text: tokens.append(text))
     panel.ctl.state_changed.connect(lambda st, _: states.append(st))
     ask(qtbot, panel, "What is in <region>?")
     assert w.doc.proposal is box_prop  # Enter in the question box sends; it does not accept
@@ -165,7 +165,7 @@ def test_chat_region_grounding_stop_and_project(qtbot, make_win, demo_paths, tmp
     stopped = wait_answer(qtbot, panel)
     assert stopped.state == "stopped" and stopped.text.startswith("The")
     assert "stopped" in panel.transcript.toPlainText()
-    question = panel.book.get(key).messages[-2]
+    question = w.doc.chat.book.get(key).messages[-2]
     assert question.regions[0].kind == "mask" and question.regions[0].source == "label"
     ref_rec = next(r for r in w.doc.prompts if r.id == question.regions[0].prompt_id)
     assert ref_rec.kind == "chat-region" and int(ref_rec.mask.sum()) == corrected
@@ -173,7 +173,7 @@ def test_chat_region_grounding_stop_and_project(qtbot, make_win, demo_paths, tmp
     ask(qtbot, panel, "Segment the liver")
     follow = wait_answer(qtbot, panel)
     assert follow.state == "done" and follow.info["replayed_turns"] == 0  # session reused as is
-    assert len(panel.book.get(key).turns()) == 2
+    assert len(w.doc.chat.book.get(key).turns()) == 2
 
     # per-slice conversations
     qtbot.keyClick(cv, Qt.Key.Key_Down)
@@ -189,8 +189,8 @@ def test_chat_region_grounding_stop_and_project(qtbot, make_win, demo_paths, tmp
         w.files.save_project(folder)
     w2, panel2 = make_win(demo_paths, open_scan=False)
     w2.files.open_project(folder)
-    qtbot.waitUntil(lambda: w2.doc.volume is not None and bool(panel2.book.non_empty()), timeout=30000)
-    [conv] = panel2.book.non_empty()
+    qtbot.waitUntil(lambda: w2.doc.volume is not None and bool(w2.doc.chat.book.non_empty()), timeout=30000)
+    [conv] = w2.doc.chat.book.non_empty()
     assert conv.key == key and [m.state for m in conv.messages if m.role == "assistant"] == \
         ["done", "stopped", "done"]
     panel2.go_to(key)

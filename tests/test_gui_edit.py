@@ -13,7 +13,7 @@ from PySide6.QtGui import QColor  # noqa: E402
 from app.automation import image_point  # noqa: E402
 from app.labels_panel import COL_LOCK, COL_NAME, COL_VISIBLE  # noqa: E402
 from app.main_window import MainWindow  # noqa: E402
-from app.testing import ThresholdEngine, drop_path, isolate, stacked_ct, wheel  # noqa: E402
+from studio_support import ThresholdEngine, drop_path, isolate, stacked_ct, wheel  # noqa: E402
 
 pytestmark = [pytest.mark.gui, pytest.mark.timeout(120)]
 

@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox, QPushButton  # noqa: E4
 import app.files  # noqa: E402
 from app.automation import image_point  # noqa: E402
 from app.main_window import MainWindow  # noqa: E402
-from app.testing import ThresholdEngine, drop_path, isolate, stacked_ct  # noqa: E402
+from studio_support import ThresholdEngine, drop_path, isolate, stacked_ct  # noqa: E402
 
 pytestmark = [pytest.mark.gui, pytest.mark.timeout(120)]
 

@@ -18,7 +18,7 @@ import app.main_window  # noqa: E402
 from app.automation import image_point  # noqa: E402
 from app.labels_panel import COL_LOCK  # noqa: E402
 from app.main_window import MainWindow  # noqa: E402
-from app.testing import drop_path, isolate, stacked_ct, wheel  # noqa: E402
+from studio_support import drop_path, isolate, stacked_ct, wheel  # noqa: E402
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow, pytest.mark.timeout(400)]
 
@@ -68,8 +68,7 @@ def test_litemedsam_flow(qtbot, tmp_path, monkeypatch):
     qtbot.waitUntil(lambda: w.engine.ready, timeout=240000)
     assert "LiteMedSAM" in w.status.engine.text()
     # the slice on screen is encoded in the background before any prompt asks for it
-    qtbot.waitUntil(lambda: w.engine.engine.is_cached(view.renderer.windowed(w.doc.volume, view.geometry(),
-                                                                             w.doc.window)), timeout=60000)
+    qtbot.waitUntil(lambda: w.engine.engine.is_cached(view.renderer.pixels(view.orientation, view.index)), timeout=60000)
 
     # box -> LiteMedSAM mask of the spinal canal
     qtbot.keyClick(cv, Qt.Key.Key_B)

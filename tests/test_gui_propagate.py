@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QPushButton  # noqa: E402
 
 from app.automation import image_point  # noqa: E402
 from app.main_window import MainWindow  # noqa: E402
-from app.testing import ThresholdEngine, drop_path, isolate, stacked_ct  # noqa: E402
+from studio_support import ThresholdEngine, drop_path, isolate, stacked_ct  # noqa: E402
 
 pytestmark = [pytest.mark.gui, pytest.mark.timeout(120)]
 

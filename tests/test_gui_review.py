@@ -23,9 +23,9 @@ from PySide6.QtCore import Qt  # noqa: E402
 from app.automation import image_point  # noqa: E402
 from app.main_window import MainWindow  # noqa: E402
 from app.review import REVIEW_SHORTCUTS, install_review  # noqa: E402
-from app.review.sample_run import write_sample_spec  # noqa: E402
+from sample_run import write_sample_spec  # noqa: E402
 from app.shortcuts import SHORTCUTS  # noqa: E402
-from app.testing import ThresholdEngine, isolate  # noqa: E402
+from studio_support import ThresholdEngine, isolate  # noqa: E402
 from medplib_core.batch import Manifest, run_batch  # noqa: E402
 from medplib_core.batch.manifest import file_sha256  # noqa: E402
 from medplib_core.batch.review import ReviewQueue  # noqa: E402

@@ -1,97 +1,80 @@
-"""`ChatController`: loads MedPLIB and answers chat questions on one worker thread.
+"""`ChatController`: loads MedPLIB and answers the session's chat questions on one worker thread.
 
-Loading (the checkpoint, CLIP and SAM-Med2D folders from settings / environment) and every
-model call run off the GUI thread on a single `TaskRunner` thread, so the one model is never
-used by two threads at once. Answer text streams back through a queued signal, token by token;
-``stop()`` cancels between two tokens and the `ChatSession` is then left as it was.
-
-Sessions (one encoded slice plus its KV cache) are kept per conversation, a few at a time.
-A conversation restored from a project, or one whose slice was shown with another window, is
-rebuilt by replaying its finished turns with their saved answers (teacher-forced: no decoding).
+The model comes from the core's one loader (`medplib_engine_for`: segmentation with MedPLIB
+gets the same engine, never a second copy) and every model call runs off the GUI thread on a
+single `TaskRunner` thread. Answer text streams back through a queued signal, token by token;
+``stop()`` cancels between two tokens and the model's conversation is then left as it was.
+The per-conversation model sessions and their replay are the core's `ConversationCache`.
 """
 
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
-from dataclasses import replace
 from typing import Any, Callable
 
 from PySide6.QtCore import QObject, Signal
 
-from medplib_core.errors import CancelledError
+from medplib_core.engines.medplib_engine import medplib_engine_for
 from medplib_core.medplib.selection import MedplibSettings
+from medplib_core.session import ConversationCache, Question
+from medplib_core.text_enum import TextEnum
 
 from ..workers import TaskRunner
 
-MAX_SESSIONS = 4  # each holds an image encoding and a KV cache (~0.3 GB on the real model)
 
-
-def load_engine(cfg: MedplibSettings, progress: Callable[[int, int], None] | None = None):
-    """Load the weights named by ``cfg`` and wrap them as a `MedplibEngine` (worker thread)."""
-    from medplib_core.engines.medplib_engine import MedplibEngine
-    from medplib_core.medplib.loader import load_medplib
-
-    loaded = load_medplib(cfg.checkpoint, cfg.clip, cfg.sam, device=cfg.device, progress=progress)
-    return MedplibEngine(loaded)
+class ChatState(TextEnum):
+    UNCONFIGURED = "unconfigured"  # no usable weights
+    IDLE = "idle"  # weights found, model not loaded
+    LOADING = "loading"
+    READY = "ready"
+    BUSY = "busy"  # answering
+    ERROR = "error"  # the model could not be loaded
 
 
 class _Relay(QObject):
-    token = Signal(int, str)  # request id, new text (emitted on the worker thread)
+    token = Signal(object, str)  # question, new text (emitted on the worker thread)
 
 
 class ChatController(QObject):
-    """Owns the MedPLIB engine, its worker thread and the per-conversation sessions."""
+    """Owns the MedPLIB engine handle, its worker thread and the conversation cache."""
 
     state_changed = Signal(str, str)  # state, message
     load_progress = Signal(int, int)
-    token = Signal(str)  # streamed answer text, on the GUI thread
-    answered = Signal(object, object)  # request, ChatTurn
-    stopped = Signal(object, str)  # request, partial text
-    failed = Signal(object, str)  # request, reason
+    token = Signal(object, str)  # question, streamed answer text (GUI thread)
+    answered = Signal(object, object, int)  # question, ChatTurn, turns replayed
+    stopped = Signal(object)  # question
+    failed = Signal(object, str)  # question, reason
 
     def __init__(self, settings, parent: QObject | None = None, chat_settings=None,
                  loader: Callable[..., Any] | None = None):
         super().__init__(parent)
         self.settings = settings
-        self.chat_settings = chat_settings
-        self.loader = loader or load_engine
+        self.loader = loader or medplib_engine_for
         self.engine = None
-        self.state, self.message = "idle", ""
+        self.state, self.message = ChatState.IDLE, ""
         self.runner = TaskRunner(1, self, "medplib")
-        self.request: dict | None = None  # the question being answered
-        self.partial = ""
+        self.cache = ConversationCache(settings=chat_settings)  # touched on the worker thread only
+        self.question: Question | None = None  # the question being answered
         self._task = None
-        self._ids = 0
-        self._generation = 0  # bumps when the scan changes: older sessions are dropped
-        self._sessions: OrderedDict = OrderedDict()  # touched on the worker thread only
         self._after_load: Callable[[], None] | None = None
         self._relay = _Relay(self)
-        self._relay.token.connect(self._on_token)
+        self._relay.token.connect(self.token.emit)
         self.refresh()
 
     # ----- configuration and loading ---------------------------------------------------------
     def config(self) -> MedplibSettings:
         return MedplibSettings.from_sources(self.settings)
 
-    def availability(self) -> tuple[bool, str]:
-        return self.config().availability()
-
     def refresh(self) -> None:
         """Re-read the configuration (after the setup dialog) unless a model is loaded."""
-        if self.state in ("loading", "ready", "busy"):
+        if self.state in (ChatState.LOADING, ChatState.READY, ChatState.BUSY):
             return
-        ok, msg = self.availability()
-        self._set_state("idle" if ok else "unconfigured", msg)
+        ok, msg = self.config().availability()
+        self._set_state(ChatState.IDLE if ok else ChatState.UNCONFIGURED, msg)
 
-    def _set_state(self, state: str, message: str = "") -> None:
-        self.state, self.message = state, message
-        self.state_changed.emit(state, message)
-
-    @property
-    def generation(self) -> int:
-        """Bumps with every new scan; a late answer from an older one is dropped."""
-        return self._generation
+    def _set_state(self, state: ChatState, message: str = "") -> None:
+        self.state, self.message = ChatState(state), message
+        self.state_changed.emit(str(state), message)
 
     @property
     def ready(self) -> bool:
@@ -104,122 +87,86 @@ class ChatController(QObject):
                 then()
             return
         self._after_load = then or self._after_load
-        if self.state == "loading":
+        if self.state is ChatState.LOADING:
             return
         cfg = self.config()
         ok, msg = cfg.availability()
         if not ok:
             self._after_load = None
-            self._set_state("unconfigured", msg)
+            self._set_state(ChatState.UNCONFIGURED, msg)
             return
-        self._set_state("loading", f"loading MedPLIB from {cfg.checkpoint}…")
+        self._set_state(ChatState.LOADING, f"loading MedPLIB from {cfg.checkpoint}…")
         started = time.perf_counter()
 
         def done(engine):
             self.engine = engine
             inf = engine.info
-            self._set_state("ready", f"{_short(inf.weights)} · {inf.device} · loaded in "
-                                     f"{time.perf_counter() - started:.1f} s")
+            self._set_state(ChatState.READY, f"{_short(inf.weights)} · {inf.device} · loaded in "
+                                             f"{time.perf_counter() - started:.1f} s")
             then_, self._after_load = self._after_load, None
             if then_:
                 then_()
 
         def failed(exc):
             self._after_load = None
-            self._set_state("error", f"MedPLIB could not be loaded: {exc}")
+            self._set_state(ChatState.ERROR, f"MedPLIB could not be loaded: {exc}")
 
         self.runner.submit(self.loader, cfg, name="load MedPLIB", pass_progress=True,
                            on_done=done, on_error=failed,
                            on_progress=lambda d, t: self.load_progress.emit(d, t))
 
     # ----- questions -------------------------------------------------------------------------
-    def ask(self, key: tuple[str, int], image, signature: Any, history: list[tuple[str, list, str]],
-            question: str, regions: list) -> dict | None:
-        """Start answering ``question`` about ``image`` (the slice ``key`` as displayed).
-
-        ``history``: the conversation's finished turns (question, model regions, answer), used
-        to rebuild the session when needed; ``signature`` identifies the displayed image."""
-        if self.engine is None or self.request is not None:
-            return None
-        self._ids += 1
-        req = {"id": self._ids, "key": key, "generation": self._generation, "question": question,
-               "started": time.perf_counter(), "replayed": 0}
-        self.request, self.partial = req, ""
-        self._set_state("busy", "answering…")
-        engine, settings, sessions = self.engine, self.chat_settings, self._sessions
-        skey = (self._generation, key)
+    def ask(self, q: Question) -> bool:
+        """Start answering ``q`` (from ``session.chat.ask``); False when the model is busy or
+        not loaded."""
+        if self.engine is None or self.question is not None:
+            return False
+        self.question = q
+        self._set_state(ChatState.BUSY, "answering…")
+        engine, cache = self.engine, self.cache
 
         def work(cancel):
-            entry = sessions.get(skey)
-            if entry is None or entry[0] != signature or len(entry[1].turns) != len(history):
-                sessions.pop(skey, None)
-                session = engine.encode(image).chat(settings)
-                for q, regs, answer in history:
-                    if cancel():
-                        raise CancelledError("stopped while restoring the conversation")
-                    session.ask(q, regions=regs,
-                                generation=replace(session.settings.generation, forced_answer=answer))
-                req["replayed"] = len(history)
-                entry = (signature, session)
-                sessions[skey] = entry
-                while len(sessions) > MAX_SESSIONS:
-                    sessions.popitem(last=False)
-            sessions.move_to_end(skey)
-            return entry[1].ask(question, regions=regions, cancel=cancel,
-                                on_token=lambda text: self._relay.token.emit(req["id"], text))
+            return cache.ask(engine, q, cancel=cancel, on_token=lambda text: self._relay.token.emit(q, text))
 
-        def done(turn):
-            self._finish(req)
-            self.answered.emit(req, turn)
+        def done(result):
+            self._finish()
+            self.answered.emit(q, *result)
 
         def cancelled():
-            self._finish(req)
-            self.stopped.emit(req, self.partial)
+            self._finish()
+            self.stopped.emit(q)
 
         def failed(exc):
-            self._finish(req)
-            self.failed.emit(req, str(exc) or type(exc).__name__)
+            self._finish()
+            self.failed.emit(q, str(exc) or type(exc).__name__)
 
         self._task = self.runner.submit(work, name="chat", pass_cancel=True, on_done=done,
                                         on_error=failed, on_cancel=cancelled)
-        return req
+        return True
 
-    def _on_token(self, rid: int, text: str) -> None:
-        if self.request is not None and self.request["id"] == rid:
-            self.partial += text
-            self.token.emit(text)
-
-    def _finish(self, req: dict) -> None:
-        req["seconds"] = time.perf_counter() - req["started"]
-        self.request, self._task = None, None
+    def _finish(self) -> None:
+        self.question, self._task = None, None
         if self.engine is not None:
-            self._set_state("ready", self._ready_text())
-
-    def _ready_text(self) -> str:
-        inf = self.engine.info
-        return f"{_short(inf.weights)} · {inf.device}"
+            inf = self.engine.info
+            self._set_state(ChatState.READY, f"{_short(inf.weights)} · {inf.device}")
 
     def stop(self) -> None:
         """Cancel the running answer (between two tokens)."""
         if self._task is not None:
             self._task.cancel()
 
-    def forget(self, key: tuple[str, int] | None = None) -> None:
-        """Drop sessions: one conversation's (cleared) or, with no key, all (a new scan)."""
+    def forget(self, key=None, scan: int | None = None) -> None:
+        """Drop model sessions: one conversation's (cleared) or, with no key, all (a new scan)."""
         if key is None:
-            self._generation += 1
             self.stop()
-            self.runner.submit(self._sessions.clear, name="drop sessions")
-        else:
-            skey = (self._generation, key)
-            self.runner.submit(lambda: self._sessions.pop(skey, None), name="drop session")
+        self.runner.submit(self.cache.forget, key, scan, name="drop sessions")
 
     def unload(self) -> None:
-        """Drop the loaded model (new weights were configured); it reloads when next needed."""
+        """Drop the model handle (new weights were configured); it reloads when next needed."""
         self.stop()
         self.engine = None
         self.forget()
-        self.state = "idle"
+        self.state = ChatState.IDLE
         self.refresh()
 
     def shutdown(self) -> None:

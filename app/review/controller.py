@@ -9,7 +9,6 @@ and exporting run on a worker thread; the GUI thread only appends one manifest l
 from __future__ import annotations
 
 import getpass
-import zlib
 from pathlib import Path
 from typing import Callable
 
@@ -21,6 +20,7 @@ import medplib_core
 from medplib_core.batch.review import ReviewItem, ReviewQueue
 from medplib_core.errors import MedplibError
 from medplib_core.export import export_labels, import_labels
+from medplib_core.session import SaveTarget
 
 from ..dialogs import error_from_exception, explain, show_error
 from ..workers import TaskRunner
@@ -56,7 +56,7 @@ class ReviewController(QObject):
         self.note = ""
         self.prompt_box: QMessageBox | None = None  # the open "unsaved edits" question, if any
         self._request = 0
-        self._clean: tuple[int, tuple] | None = None
+        self._asking = False  # leaving the shown case asks about unsaved edits
         self._own_load = False
         self.doc.volume_changed.connect(self._on_volume)
 
@@ -185,14 +185,13 @@ class ReviewController(QObject):
         series = vol.source.series_instance_uid if vol.source and Path(it.input).is_dir() else None
         self._own_load = True
         try:
-            self.doc.set_volume(vol, str(it.input), series,
+            self.doc.open(vol, str(it.input), series,
                                 labels=imported.labels if imported else None,
                                 label_array=imported.array if imported else None)
         finally:
             self._own_load = False
-        files = self.win.files
-        files.project_path = None
-        files.saved_revision = self.doc.revision  # the labels are on disk: nothing to autosave
+        self.win.files.project_path = None
+        self.doc.save_state.saved(SaveTarget.PROJECT)  # the labels are on disk: no project to save
         self.loaded_case = it.case
         self._mark_clean()
         notes = list(imported.notes) if imported else []
@@ -217,24 +216,14 @@ class ReviewController(QObject):
             self.current_changed.emit()
 
     # ----- unsaved edits -----------------------------------------------------------------------
-    def _fingerprint(self) -> tuple:
-        arr = np.ascontiguousarray(self.doc.labelmap.array)
-        labels = tuple(sorted((d["value"], d["name"], tuple(d["color"])) for d in self.doc.labels.to_list()))
-        return zlib.crc32(memoryview(arr).cast("B")), labels
-
     def _mark_clean(self) -> None:
-        self._clean = (self.doc.label_revision, self._fingerprint()) if self.doc.labelmap is not None else None
-
-    def maybe_edited(self) -> bool:
-        """Cheap check (no hashing) for the GUI: the labels changed since the last load/save."""
-        return self.shown and self._clean is not None and self.doc.label_revision != self._clean[0]
+        self.doc.save_state.saved(SaveTarget.REVIEW)
+        self._asking = True
 
     def has_unsaved_edits(self) -> bool:
-        """True when the labels in the viewer differ from the case's label file."""
-        if not self.shown or self._clean is None:
-            return False
-        rev, fp = self._clean
-        return self.doc.label_revision != rev and self._fingerprint() != fp
+        """True when the labels in the viewer differ from the case's label file (undoing back to
+        them counts as no edit)."""
+        return self.shown and self._asking and self.doc.save_state.labels_dirty(SaveTarget.REVIEW)
 
     def _ask_if_unsaved(self, then: Callable[[], None], verb: str = "leave this case",
                         after_save: Callable[[], None] | None = None) -> bool:
@@ -258,7 +247,7 @@ class ReviewController(QObject):
                 self.save_edits(then=after_save or then)
             elif button is discard:
                 case = self.loaded_case
-                self._clean = None  # forget the edits: the next step does not ask again
+                self._asking = False  # forget the edits: the next step does not ask again
                 then()
                 self._revert_if_still(case)
 
@@ -296,7 +285,8 @@ class ReviewController(QObject):
         if not self.can_reject():
             return
         case = self.loaded_case if self.has_unsaved_edits() else None
-        self._clean = None if case else self._clean  # rejecting the case drops its edits too
+        if case:
+            self._asking = False  # rejecting the case drops its edits too
         self._decide("rejected")
         self._revert_if_still(case)
 
@@ -312,7 +302,7 @@ class ReviewController(QObject):
                             "reviewer": self.reviewer}}
         if isinstance(it.record.get("engine"), dict):
             extra["batch_engine"] = it.record["engine"]
-        clean = (self.doc.label_revision, self._fingerprint())
+        mark = self.doc.save_state.mark()
         job = self.doc.project_job(lambda p: export_labels(path, p.label_array, vol, p.labels, extra))
         case = it.case
         self._set_state("saving")
@@ -320,8 +310,8 @@ class ReviewController(QObject):
         def done(written):
             self._set_state("idle")
             if self.loaded_case == case:
-                self._clean = clean
-                self.win.files.saved_revision = self.doc.revision
+                self.doc.save_state.saved(SaveTarget.REVIEW, mark)
+                self.doc.save_state.saved(SaveTarget.PROJECT)
             self._decide("edited", edited_labels=Path(written), case=case, then=then)
 
         def failed(exc):

@@ -243,7 +243,7 @@ class ReviewPanel(QWidget):
         a["review_previous"].setEnabled(has and i > 0)
         a["review_next"].setEnabled(has and i < len(c.queue) - 1)
         a["review_export"].setEnabled(has and c.state == "idle")
-        self.save_btn.setStyleSheet("font-weight: bold;" if c.maybe_edited() else "")
+        self.save_btn.setStyleSheet("font-weight: bold;" if c.has_unsaved_edits() else "")
 
     # ----- user ------------------------------------------------------------------------------
     def _on_select(self) -> None:

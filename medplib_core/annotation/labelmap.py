@@ -1,9 +1,10 @@
-"""A label map on a volume's grid, with policy-aware edits and memory-bounded undo/redo.
+"""A label map on a volume's grid, with policy-aware edits that can be reverted.
 
 Every edit goes through `LabelMap.apply`. An edit works on a *view* of the label array (the
 whole array, or one displayed slice as returned by `SliceGeometry.take`), so a brush stroke
-on a coronal slice costs only that slice. Undo stores the changed bounding box of the view,
-zlib-compressed, never a full copy; the oldest steps are dropped past the memory budget.
+on a coronal slice costs only that slice. The returned `Edit` holds the changed bounding box of
+the view, zlib-compressed, never a full copy; `revert` and `reapply` write it back. The undo
+history that keeps edits within a memory budget is `medplib_core.session.history.History`.
 """
 
 from __future__ import annotations
@@ -45,8 +46,17 @@ class Edit:
     def nbytes(self) -> int:
         return len(self.old) + len(self.new)
 
-    def _block(self, data: bytes) -> np.ndarray:
-        return np.frombuffer(zlib.decompress(data), dtype=np.uint16).reshape(self.shape)
+    def old_block(self) -> np.ndarray:
+        """The box's values before the edit (read-only)."""
+        return _unpack(self.old, self.shape)
+
+    def new_block(self) -> np.ndarray:
+        """The box's values after the edit (read-only)."""
+        return _unpack(self.new, self.shape)
+
+
+def _unpack(data: bytes, shape: tuple[int, ...]) -> np.ndarray:
+    return np.frombuffer(zlib.decompress(data), dtype=np.uint16).reshape(shape)
 
 
 def _pack(block: np.ndarray) -> bytes:
@@ -69,26 +79,13 @@ class LabelMap:
     """Integer labels (uint16, indexed ``[k, j, i]``) plus the `LabelSet` that names them."""
 
     def __init__(self, shape: tuple[int, int, int], labels: LabelSet | None = None,
-                 array: np.ndarray | None = None, undo_budget_bytes: int = 256 * 2**20):
+                 array: np.ndarray | None = None):
         if array is None:
             array = np.zeros(shape, dtype=np.uint16)
         if tuple(array.shape) != tuple(shape):
             raise ValueError(f"label array shape {array.shape} does not match the grid {shape}")
         self.array = np.ascontiguousarray(array, dtype=np.uint16)
         self.labels = labels if labels is not None else LabelSet()
-        self.undo_budget_bytes = int(undo_budget_bytes)
-        self._undo: list[Edit] = []
-        self._redo: list[Edit] = []
-        self._listeners: list[Callable[[str, Edit | None], None]] = []
-
-    # ----- events ------------------------------------------------------------------------------
-    def subscribe(self, fn: Callable[[str, Edit | None], None]) -> None:
-        """Call ``fn(event, edit)`` after "edit", "undo", "redo" and "reset"."""
-        self._listeners.append(fn)
-
-    def _emit(self, event: str, edit: Edit | None) -> None:
-        for fn in list(self._listeners):
-            fn(event, edit)
 
     # ----- editing -----------------------------------------------------------------------------
     def apply(self, mask: np.ndarray, value: int, *, view: View | None = None,
@@ -99,7 +96,8 @@ class LabelMap:
         ``mask`` has the shape of ``view(self.array)``. The policy defaults to the label's own:
         OVERWRITE takes voxels of other labels, MERGE fills background only. Voxels of locked
         labels are never changed. Erasing with a ``value`` removes only that label; with
-        ``value=0`` it removes every unlocked label. Returns the `Edit`, or None if nothing changed.
+        ``value=0`` it removes every unlocked label. Returns the `Edit` (for an undo history), or
+        None if nothing changed.
         """
         view = view or _whole
         target = view(self.array)
@@ -138,11 +136,8 @@ class LabelMap:
         new = old.copy()
         new[sel] = new_value
         target[box] = new
-        edit = Edit(view=view, box=box, shape=old.shape, old=_pack(old), new=_pack(new),
+        return Edit(view=view, box=box, shape=old.shape, old=_pack(old), new=_pack(new),
                     description=description, changed=changed, meta=dict(meta or {}))
-        self._push(edit)
-        self._emit("edit", edit)
-        return edit
 
     def replace_all(self, array: np.ndarray, description: str = "replace labels") -> Edit | None:
         """Replace the whole label array (an import), as one undoable edit."""
@@ -155,55 +150,17 @@ class LabelMap:
         old = self.array[box].copy()
         new = array[box].copy()
         self.array[box] = new
-        edit = Edit(view=_whole, box=box, shape=old.shape, old=_pack(old), new=_pack(new),
+        return Edit(view=_whole, box=box, shape=old.shape, old=_pack(old), new=_pack(new),
                     description=description, changed=int((old != new).sum()))
-        self._push(edit)
-        self._emit("edit", edit)
-        return edit
 
-    # ----- undo / redo -------------------------------------------------------------------------
-    def _push(self, edit: Edit) -> None:
-        self._undo.append(edit)
-        self._redo.clear()
-        while len(self._undo) > 1 and self.undo_memory() > self.undo_budget_bytes:
-            self._undo.pop(0)
+    # ----- reverting ----------------------------------------------------------------------------
+    def revert(self, edit: Edit) -> None:
+        """Put the voxels of ``edit`` back as they were before it (undo)."""
+        edit.view(self.array)[edit.box] = edit.old_block()
 
-    def undo_memory(self) -> int:
-        return sum(e.nbytes for e in self._undo) + sum(e.nbytes for e in self._redo)
-
-    @property
-    def can_undo(self) -> bool:
-        return bool(self._undo)
-
-    @property
-    def can_redo(self) -> bool:
-        return bool(self._redo)
-
-    @property
-    def undo_depth(self) -> int:
-        return len(self._undo)
-
-    def undo(self) -> Edit | None:
-        if not self._undo:
-            return None
-        edit = self._undo.pop()
-        edit.view(self.array)[edit.box] = edit._block(edit.old)
-        self._redo.append(edit)
-        self._emit("undo", edit)
-        return edit
-
-    def redo(self) -> Edit | None:
-        if not self._redo:
-            return None
-        edit = self._redo.pop()
-        edit.view(self.array)[edit.box] = edit._block(edit.new)
-        self._undo.append(edit)
-        self._emit("redo", edit)
-        return edit
-
-    def clear_history(self) -> None:
-        self._undo.clear()
-        self._redo.clear()
+    def reapply(self, edit: Edit) -> None:
+        """Write the voxels of ``edit`` again (redo)."""
+        edit.view(self.array)[edit.box] = edit.new_block()
 
     # ----- statistics --------------------------------------------------------------------------
     def counts(self) -> dict[int, int]:

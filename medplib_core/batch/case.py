@@ -1,4 +1,9 @@
-"""One batch case: load the scan, run its prompts (and text targets), write its label map."""
+"""One batch case: load the scan, run its prompts (and text targets), write its label map.
+
+The case is annotated in an `AnnotationSession`, as in the GUI: each result is proposed and
+accepted into its label, so the exported labels carry the same per-label provenance entries.
+Prompts lie on the scan's stored slices (`STORED`: x = column i, y = row j of slice k).
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..annotation import LabelMap, LabelSet
-from ..display import apply_window
+from ..annotation import PromptKind
 from ..engines.base import Prompt, SegmentationEngine
 from ..errors import MedplibError
+from ..project import PromptRecord
+from ..session import STORED, AnnotationSession
 from ..volume import Volume
 from .manifest import file_sha256
 from .prompts_csv import PromptRow
@@ -65,10 +71,9 @@ def run_case(job: CaseJob, engine: SegmentationEngine,
 
         vol = load(job.case.path)
         t_load = time.perf_counter()
-        labels = LabelSet()
+        annotation = AnnotationSession(vol, str(job.case.path), undo_budget_bytes=0)  # no undo here
         for name, value in sorted(job.label_values.items(), key=lambda kv: kv[1]):
-            labels.add(name, value=value)
-        lm = LabelMap(vol.shape, labels)
+            annotation.add_label(name, value=value)
         encoded: dict[int, Any] = {}
         n_enc = 0
         prompt_log = []
@@ -76,32 +81,30 @@ def run_case(job: CaseJob, engine: SegmentationEngine,
         def session(k: int):
             nonlocal n_enc
             if k not in encoded:
-                encoded[k] = engine.encode(apply_window(vol.array[k], *vol.window))
+                encoded[k] = engine.encode(annotation.pixels(STORED, k))
                 n_enc += 1
             return encoded[k]
 
+        def propagated(k: int, res) -> np.ndarray | None:
+            if job.propagate and propagate_fn is not None and vol.shape[0] > 1 and not res.empty:
+                return propagate_fn(engine, vol, k, res.mask)
+            return None
+
         for (name, k), prompt in _group(job.prompts, vol).items():
             res = session(k).predict(prompt)
-            mask3d = None
-            if job.propagate and propagate_fn is not None and vol.shape[0] > 1 and not res.empty:
-                mask3d = propagate_fn(engine, vol, k, res.mask)
-            if mask3d is not None:
-                lm.apply(mask3d, job.label_values[name], policy="overwrite")
-            else:
-                lm.apply(res.mask, job.label_values[name], view=lambda a, k=k: a[k], policy="overwrite")
+            mask3d = propagated(k, res)
+            _accept(annotation, job.label_values[name], k, prompt, res, mask3d, PromptKind.SEGMENT)
             prompt_log.append({"label": name, "slice": k, "prompt": prompt.describe(), "score": res.score,
                                "pixels": int(res.mask.sum()), "reason": res.reason,
                                "propagated": mask3d is not None})
         for target in job.targets:
             k, res = _ground(engine, vol, target, session)
-            if res is not None and not res.empty:
-                mask3d = propagate_fn(engine, vol, k, res.mask) if (job.propagate and propagate_fn and vol.shape[0] > 1) else None
-                if mask3d is not None:
-                    lm.apply(mask3d, job.label_values[target], policy="overwrite")
-                else:
-                    lm.apply(res.mask, job.label_values[target], view=lambda a, k=k: a[k], policy="overwrite")
+            if res is not None:
+                _accept(annotation, job.label_values[target], k, Prompt(text=target), res,
+                        propagated(k, res), PromptKind.TEXT)
             prompt_log.append({"label": target, "slice": k, "text": target,
                                "pixels": 0 if res is None else int(res.mask.sum())})
+        lm, labels = annotation.labelmap, annotation.labels
         t_seg = time.perf_counter()
         case_dir = job.run_dir / "labels"
         name = f"{job.case.id}.png" if vol.is_2d and vol.source and vol.source.kind == "image" else f"{job.case.id}.nii.gz"
@@ -121,6 +124,21 @@ def run_case(job: CaseJob, engine: SegmentationEngine,
         rec.update(status="failed", error=f"{type(exc).__name__}: {exc}",
                    traceback=traceback.format_exc(limit=6), timings={"total_s": round(time.perf_counter() - t0, 3)})
     return rec
+
+
+def _accept(annotation: AnnotationSession, value: int, k: int, prompt: Prompt, res,
+            mask3d: np.ndarray | None, kind: PromptKind) -> None:
+    """Propose a result on stored slice ``k`` (or its propagation) and accept it into ``value``."""
+    if res.empty:
+        return
+    annotation.set_active(value)
+    if mask3d is None:
+        annotation.propose_result(res, prompt, STORED, k, kind)
+    else:
+        prov = dict(res.provenance, score=round(float(res.score), 4), propagated_from=k)
+        annotation.propose(PromptRecord(id=0, kind=PromptKind.PROPAGATE, orientation=STORED, index=k,
+                                        prompt=prompt.describe(), provenance=prov, mask=mask3d))
+    annotation.accept()
 
 
 def _ground(engine, vol: Volume, target: str, session) -> tuple[int, Any]:

@@ -3,13 +3,18 @@
 `encode` runs the CLIP and SAM-Med2D branches once per slice; every `predict` asks a fresh
 single-turn grounding question about that slice and decodes the ``<SEG>`` state into a mask.
 `MedplibEngineSession.chat` gives the multi-turn chat API (`ChatSession`) on the same encoded
-slice. `create_medplib_engine` is what `engines.registry.create_engine` calls; without
-weights it raises a `LoadError` whose message says where to put them.
+slice. `medplib_engine_for` is the one place that loads MedPLIB: the chat and segmentation
+(`create_medplib_engine`, what `engines.registry.create_engine` calls) get the same engine for
+the same weights, never a second copy of the model. Without weights it raises a `LoadError`
+whose message says where to put them. The engine's ``model_lock`` makes the shared model serve
+one call at a time (a chat answer and a segmentation from two threads take turns).
 """
 
 from __future__ import annotations
 
+import threading
 import time
+import weakref
 from typing import Any, Mapping
 
 import numpy as np
@@ -48,6 +53,7 @@ class MedplibEngine(SegmentationEngine):
         from medplib_core.medplib.generation import GenerationSettings
 
         self.loaded = loaded
+        self.model_lock = threading.RLock()  # held by every model call (encode, predict, chat)
         self.settings = settings or ChatSettings()
         self.predict_settings = predict_settings or (
             settings or ChatSettings(generation=GenerationSettings(max_new_tokens=128)))
@@ -69,7 +75,8 @@ class MedplibEngine(SegmentationEngine):
         from medplib_core.medplib.preprocess import to_rgb
 
         rgb = to_rgb(image)
-        ctx = self.loaded.model.encode_image(rgb)
+        with self.model_lock:
+            ctx = self.loaded.model.encode_image(rgb)
         chat = ChatSession(self.loaded, rgb, self.predict_settings, context=ctx)
         return MedplibEngineSession(self, chat)
 
@@ -96,7 +103,8 @@ class MedplibEngineSession(EngineSession):
             raise PromptError("MedPLIB needs a text prompt or a drawn region")
         question = grounding_question(prompt.text, bool(regions))
         session = self.chat(self.engine.predict_settings)
-        turn = session.ask(question, regions=regions, cancel=cancel)
+        with self.engine.model_lock:
+            turn = session.ask(question, regions=regions, cancel=cancel)
         h, w = self.image_shape
         if turn.masks:
             mask, score, reason = turn.masks[0], turn.scores[0], None
@@ -112,20 +120,39 @@ class MedplibEngineSession(EngineSession):
         return SegResult(mask=mask, score=float(score), provenance=prov, reason=reason)
 
 
+_SHARED: dict[tuple, "weakref.ref[MedplibEngine]"] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def medplib_engine_for(cfg, progress=None) -> MedplibEngine:
+    """The process's `MedplibEngine` for the weights ``cfg`` (a `MedplibSettings`) names: loaded
+    on first use, then shared while anyone holds it. A second caller during a load waits for it
+    instead of loading another copy. Raises `LoadError` when the weights are not usable."""
+    from medplib_core.medplib.loader import load_medplib
+
+    ok, message = cfg.availability()
+    if not ok:
+        raise LoadError(cfg.checkpoint or "MedPLIB", message)
+    key = (cfg.checkpoint, cfg.clip, cfg.sam, cfg.device)
+    with _SHARED_LOCK:
+        ref = _SHARED.get(key)
+        engine = ref() if ref is not None else None
+        if engine is None:
+            loaded = load_medplib(cfg.checkpoint, cfg.clip, cfg.sam, device=cfg.device, progress=progress)
+            engine = MedplibEngine(loaded)
+            _SHARED[key] = weakref.ref(engine)
+    return engine
+
+
 def create_medplib_engine(checkpoint: str | None = None, clip: str | None = None,
                           sam: str | None = None, device: str | None = None,
                           settings: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
                           **_: Any) -> MedplibEngine:
-    """Load MedPLIB from explicit paths, else the environment, else saved settings."""
+    """MedPLIB from explicit paths, else the environment, else saved settings (shared, see
+    `medplib_engine_for`)."""
     from types import SimpleNamespace
 
-    from medplib_core.medplib.loader import load_medplib
     from medplib_core.medplib.selection import MedplibSettings
 
     args = SimpleNamespace(checkpoint=checkpoint, clip=clip, sam=sam, device=device)
-    cfg = MedplibSettings.from_sources(settings, args, env)
-    ok, message = cfg.availability()
-    if not ok:
-        raise LoadError(cfg.checkpoint or "MedPLIB", message)
-    loaded = load_medplib(cfg.checkpoint, cfg.clip, cfg.sam, device=cfg.device)
-    return MedplibEngine(loaded)
+    return medplib_engine_for(MedplibSettings.from_sources(settings, args, env))

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from ..annotation.kinds import PromptKind, PromptStatus
 from ..annotation.labels import LabelSet
 from ..errors import MedplibError
 from ..export.atomic import atomic_path, atomic_write_text
@@ -41,17 +42,18 @@ class PromptRecord:
     """One segmentation request: what was drawn, the mask it produced and where it came from.
 
     ``mask`` is bool, 2D (one slice: ``orientation``/``index``) or 3D (propagation, on the
-    scan's [k, j, i] grid). ``status`` is "proposed", "accepted" or "discarded".
+    scan's [k, j, i] grid); orientation "stored" names the scan's own slice ``index`` along k
+    (x = i, y = j), the plane batch prompts are given in.
     """
 
     id: int
-    kind: str  # "segment", "refine", "propagate", "grounding", ...
+    kind: PromptKind
     orientation: str
     index: int
     prompt: dict[str, Any]
     provenance: dict[str, Any]
     mask: np.ndarray | None = None
-    status: str = "proposed"
+    status: PromptStatus = PromptStatus.PROPOSED
     label_value: int | None = None
     time: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
 
@@ -65,10 +67,10 @@ class PromptRecord:
 
     @classmethod
     def from_json(cls, d: dict[str, Any], mask: np.ndarray | None) -> "PromptRecord":
-        return cls(id=int(d["id"]), kind=str(d.get("kind", "segment")),
+        return cls(id=int(d["id"]), kind=PromptKind(d.get("kind", "segment")),
                    orientation=str(d.get("orientation", "axial")), index=int(d.get("index", 0)),
                    prompt=dict(d.get("prompt", {})), provenance=dict(d.get("provenance", {})),
-                   mask=mask, status=str(d.get("status", "proposed")),
+                   mask=mask, status=PromptStatus(d.get("status", "proposed")),
                    label_value=d.get("label_value"), time=str(d.get("time", "")))
 
 

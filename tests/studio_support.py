@@ -1,4 +1,5 @@
-"""Helpers for tests and benchmarks: a fast stand-in engine and isolated app folders.
+"""Helpers for tests, benchmarks and screenshot scripts: a fast model-free engine, isolated app
+folders, a small real CT volume and real Qt input events (Qt is imported only where used).
 
 `ThresholdEngine` implements the `SegmentationEngine` interface without a model (the brighter
 pixels inside a box, or around a click), so GUI tests of everything except the model itself

@@ -31,7 +31,7 @@ def disc_image(path: Path, cy: int, cx: int, r: int, seed: int = 3) -> Path:
 
 def write_sample_spec(root: str | Path, output: str = "run", broken: bool = True, ct_slices: int = 4) -> Path:
     """Write the cases, ``prompts.csv`` and ``spec.json`` under ``root``; returns the spec path."""
-    from ..testing import stacked_ct
+    from studio_support import stacked_ct
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,67 @@
+"""A session written to a project (`medplib_core.project.Project`) and read back into one.
+
+The project format itself (folders, generations, atomic commit) is `medplib_core.project.format`;
+this module only maps a session onto it: scan reference, labels and voxels, prompt records,
+the chat transcript and the view state (with the active label and window).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from ..annotation import LabelSet
+from ..project import Project, save_project, scan_reference
+from .save_state import SaveTarget
+
+
+def to_project(session, copy: bool = True) -> Project:
+    """A snapshot for saving (the label array copied unless ``copy=False``)."""
+    if session.volume is None:
+        raise RuntimeError("the session has no scan to save")
+    arr = session.labelmap.array.copy() if copy else session.labelmap.array
+    if session.view_state_provider is not None:
+        session.view_state.update(session.view_state_provider())
+    view = dict(session.view_state, active_label=session.active_value, window=list(session.window))
+    return Project(scan=scan_reference(session.volume, session.path, session.series),
+                   labels=LabelSet.from_list(session.labels.to_list()), label_array=arr,
+                   prompts=list(session.prompts), chat=session.chat.to_json(), view=view)
+
+
+def project_job(session, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn(project, *args)`` wrapped for a worker: the labels are copied there, under the
+    session's lock (NumPy copies without the GIL), so the caller never waits for a large copy."""
+    project = to_project(session, copy=False)
+    src, lock = session.labelmap.array, session.lock
+
+    def job(*args, **kwargs):
+        with lock:
+            project.label_array = src.copy()
+        return fn(project, *args, **kwargs)
+
+    return job
+
+
+def load_into(session, volume, project: Project) -> None:
+    """Open ``volume`` in ``session`` with the project's labels, prompts, chat and view state."""
+    if tuple(project.label_array.shape) != tuple(volume.shape):
+        raise ValueError(f"the project's labels {tuple(project.label_array.shape)} do not fit "
+                         f"the scan {tuple(volume.shape)}")
+    session.open(volume, project.scan.get("path", ""), project.scan.get("series"),
+                 labels=project.labels, label_array=project.label_array)
+    session.restore_records(project.prompts)
+    session.view_state = dict(project.view)
+    session.chat.load(project.chat)
+    if project.view.get("window"):
+        session.set_window(*project.view["window"])
+    if project.view.get("active_label") in session.labels:
+        session.set_active(int(project.view["active_label"]))
+    session.events.view_state.emit(session.view_state)
+
+
+def save(session, folder: str | Path) -> Path:
+    """Save ``session`` as a project folder; the project target is then clean."""
+    mark = session.save_state.mark()
+    path = save_project(folder, to_project(session))
+    session.save_state.saved(SaveTarget.PROJECT, mark)
+    return path

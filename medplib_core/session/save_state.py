@@ -1,0 +1,65 @@
+"""One "unsaved changes" tracker for a session, with a mark per place its work is saved to.
+
+Each `SaveTarget` (the project file, the autosave snapshot, a reviewed case's label file)
+remembers the session's `Mark` (revision and undo-history position) it last saved. ``dirty``
+compares revisions: any persistent change since (labels, prompts, chat). ``labels_dirty``
+compares history positions: the labels and voxels differ from the saved ones, so undoing back
+to the saved point is clean again. A save starts with ``mark()`` (taken on the session's
+thread) and, once written, records it with ``saved(target, mark)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..text_enum import TextEnum
+
+
+class SaveTarget(TextEnum):
+    PROJECT = "project"  # the project folder the user saves to
+    AUTOSAVE = "autosave"  # the crash-recovery snapshot
+    REVIEW = "review"  # the label file of a reviewed batch case
+
+
+@dataclass(frozen=True)
+class Mark:
+    revision: int
+    history: int
+
+
+class SaveState:
+    """Which state of the session each target holds."""
+
+    def __init__(self, session):
+        self.session = session
+        self._saved: dict[SaveTarget, Mark] = {}
+
+    def mark(self) -> Mark:
+        """The session's state now (take it when a save starts)."""
+        s = self.session
+        return Mark(s.revision, s.history.state if s.history is not None else 0)
+
+    def saved(self, target: SaveTarget, mark: Mark | None = None) -> None:
+        """``target`` now holds the state ``mark`` (default: the state now)."""
+        self._saved[SaveTarget(target)] = mark or self.mark()
+
+    def forget(self, target: SaveTarget | None = None) -> None:
+        """``target`` (or every target) holds nothing of this session: it is dirty."""
+        if target is None:
+            self._saved.clear()
+        else:
+            self._saved.pop(SaveTarget(target), None)
+
+    def holds(self, target: SaveTarget) -> bool:
+        """True when ``target`` holds some state of this session (saved at least once)."""
+        return SaveTarget(target) in self._saved
+
+    def dirty(self, target: SaveTarget) -> bool:
+        """Something changed since ``target`` was saved (or it never was)."""
+        m = self._saved.get(SaveTarget(target))
+        return self.session.volume is not None and (m is None or m.revision != self.session.revision)
+
+    def labels_dirty(self, target: SaveTarget) -> bool:
+        """The labels or voxels differ from those ``target`` holds (or it holds none)."""
+        m = self._saved.get(SaveTarget(target))
+        return self.session.volume is not None and (m is None or m.history != self.mark().history)
