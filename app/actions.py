@@ -1,4 +1,4 @@
-"""Menus and toolbars of the main window, built from the shortcut table and icon config."""
+"""Menus and toolbars of the main window, built from its shortcut table and the icon config."""
 
 from __future__ import annotations
 
@@ -7,16 +7,17 @@ from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QComboBox, QSpinBox, QToolBar
 
 from .resources import icon, window_presets
-from .shortcuts import SHORTCUTS
 from .tools import BRUSH_MAX, BRUSH_MIN, TOOLS
 
 
 def make_action(win, name: str, text: str, slot, icon_name: str | None = None,
                 checkable: bool = False, extra_keys: tuple[str, ...] = ()) -> QAction:
+    """An action of ``win`` named ``name`` (its key from ``win.shortcuts``), kept in
+    ``win.actions_by_name``."""
     act = QAction(text, win)
     if icon_name:
         act.setIcon(icon(icon_name))
-    keys = [SHORTCUTS[name][0]] if name in SHORTCUTS else []
+    keys = [win.shortcuts[name][0]] if name in win.shortcuts else []
     keys += list(extra_keys)
     if keys:
         act.setShortcuts([QKeySequence(k) for k in keys])
@@ -36,7 +37,7 @@ def build(win) -> None:
     """Create every action, menu and toolbar of ``win`` (a MainWindow)."""
     A = lambda *a, **k: make_action(win, *a, **k)  # noqa: E731
     mb = win.menuBar()
-    f = mb.addMenu("&File")
+    f = win.menus["file"] = mb.addMenu("&File")
     f.addAction(A("open_file", "Open scan…", win.open_file_dialog, "open_file"))
     f.addAction(A("open_folder", "Open DICOM folder…", win.open_folder_dialog, "open_folder"))
     f.addAction(A("open_project", "Open project…", win.open_project_dialog, "open_project"))
@@ -53,7 +54,7 @@ def build(win) -> None:
     f.addSeparator()
     f.addAction(A("quit", "Quit", win.close))
 
-    e = mb.addMenu("&Edit")
+    e = win.menus["edit"] = mb.addMenu("&Edit")
     e.addAction(A("undo", "Undo", win.undo, "undo"))
     e.addAction(A("redo", "Redo", win.redo, "redo", extra_keys=("Ctrl+Y",)))
     e.addSeparator()
@@ -63,7 +64,7 @@ def build(win) -> None:
     e.addSeparator()
     e.addAction(A("new_label", "Add label", win.labels_panel.add_label, "add"))
 
-    t = mb.addMenu("&Tools")
+    t = win.menus["tools"] = mb.addMenu("&Tools")
     group = QActionGroup(win)
     group.setExclusive(True)
     for spec in TOOLS:
@@ -76,7 +77,7 @@ def build(win) -> None:
     t.addAction(A("brush_smaller", "Smaller brush", lambda: win.tools.grow(0.8)))
     t.addAction(A("brush_larger", "Larger brush", lambda: win.tools.grow(1.25)))
 
-    v = mb.addMenu("&View")
+    v = win.menus["view"] = mb.addMenu("&View")
     for o in ("axial", "coronal", "sagittal"):
         v.addAction(A(f"view_{o}", o.capitalize(), lambda o=o: win.viewer.set_orientation(o)))
     v.addAction(A("layout_grid", "2×2 layout", win.set_grid, "layout_grid", checkable=True))
@@ -88,7 +89,7 @@ def build(win) -> None:
     win.actions_by_name["toggle_overlay"].setChecked(True)
     win.panels_menu = v.addMenu("Panels")
 
-    w = mb.addMenu("&Window")
+    w = win.menus["window"] = mb.addMenu("&Window")
     for n, (name, c, wd) in enumerate(window_presets(), start=1):
         act = QAction(f"{name}  (L {c:g} / W {wd:g})", win)
         if n <= 9:
@@ -99,7 +100,7 @@ def build(win) -> None:
         w.addAction(act)
     w.addAction(A("auto_window", "Automatic (0.5–99.5 percentile)", win.doc.auto_window, "window"))
 
-    h = mb.addMenu("&Help")
+    h = win.menus["help"] = mb.addMenu("&Help")
     h.addAction(A("shortcuts", "Keyboard shortcuts", win.show_shortcuts, "shortcuts"))
     h.addAction(A("about", "About MedPLIB Studio", win.show_about, "about"))
 

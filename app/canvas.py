@@ -14,7 +14,7 @@ from PySide6.QtGui import QColor, QFont, QPainter, QPainterPath, QPen, QPolygonF
 from PySide6.QtWidgets import QWidget
 
 from . import render
-from .tools import PAINT_TOOLS, ToolState, stamp_segment
+from .tools import PAINT_TOOLS, Tool, ToolState, stamp_segment
 
 PROMPT_POS = QColor(60, 220, 90)
 PROMPT_NEG = QColor(240, 60, 60)
@@ -260,19 +260,19 @@ class SliceCanvas(QWidget):
         btn = ev.button()
         if btn == Qt.MouseButton.RightButton:
             self._drag = ("window", pos)
-        elif btn == Qt.MouseButton.MiddleButton or (btn == Qt.MouseButton.LeftButton and self.tools.tool == "navigate"):
+        elif btn == Qt.MouseButton.MiddleButton or (btn == Qt.MouseButton.LeftButton and self.tools.tool is Tool.NAVIGATE):
             self._drag = ("pan", pos)
             self._press = pos
         elif btn == Qt.MouseButton.LeftButton and self.scan_image is not None:
             tool = self.tools.tool
             x, y = self.to_image(pos)
-            if tool in ("point_pos", "point_neg"):
+            if tool in (Tool.POINT_POS, Tool.POINT_NEG):
                 if self._inside(x, y):
-                    self.point_clicked.emit(x, y, tool == "point_pos")
-            elif tool == "box":
+                    self.point_clicked.emit(x, y, tool is Tool.POINT_POS)
+            elif tool is Tool.BOX:
                 self._box = (QPointF(*self._clip(x, y)), QPointF(*self._clip(x, y)))
                 self._drag = ("box", pos)
-            elif tool == "lasso":
+            elif tool is Tool.LASSO:
                 self._lasso = [self._clip(x, y)]
                 self._drag = ("lasso", pos)
             elif tool in PAINT_TOOLS:
@@ -333,11 +333,11 @@ class SliceCanvas(QWidget):
                 self.lasso_drawn.emit(pts)
         elif kind == "paint" and self._stroke is not None:
             stroke, self._stroke, self._stroke_img = self._stroke, None, None
-            self.stroke_done.emit(stroke.astype(bool), self.tools.tool == "eraser")
+            self.stroke_done.emit(stroke.astype(bool), self.tools.tool is Tool.ERASER)
         self.update()
 
     def _refresh_stroke(self) -> None:
-        color = (255, 255, 255) if self.tools.tool == "eraser" else self.stroke_color.getRgb()[:3]
+        color = (255, 255, 255) if self.tools.tool is Tool.ERASER else self.stroke_color.getRgb()[:3]
         self._stroke_img = render.mask_qimage(self._stroke, color, alpha=200)
 
     def _cancel_drawing(self) -> None:

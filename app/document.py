@@ -15,7 +15,8 @@ from medplib_core.session import AnnotationSession
 
 
 class Document(QObject):
-    """Signals for the session's events; everything else is the session's."""
+    """Signals for the session's events (those the GUI listens to); everything else is the
+    session's."""
 
     volume_changed = Signal()
     labels_changed = Signal()  # label definitions (name, colour, visibility, lock, ...)
@@ -25,7 +26,6 @@ class Document(QObject):
     proposal_changed = Signal()
     active_label_changed = Signal(int)
     history_changed = Signal()
-    prompts_changed = Signal()
     chat_changed = Signal()
     view_state_loaded = Signal(dict)  # a project brought back its layout, slices and zoom
     changed = Signal()  # anything worth autosaving
@@ -38,7 +38,7 @@ class Document(QObject):
                               (ev.voxels, self.voxels_changed), (ev.counts, self.counts_changed),
                               (ev.window, self.window_changed), (ev.proposal, self.proposal_changed),
                               (ev.active_label, self.active_label_changed),
-                              (ev.history, self.history_changed), (ev.prompts, self.prompts_changed),
+                              (ev.history, self.history_changed),
                               (ev.chat, self.chat_changed), (ev.view_state, self.view_state_loaded),
                               (ev.changed, self.changed)):
             event.connect(signal.emit)

@@ -15,10 +15,20 @@ from typing import Any, Callable
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from medplib_core.annotation import PromptKind
 from medplib_core.engines.base import Capability, Prompt, SegmentationEngine
+from medplib_core.text_enum import TextEnum
 
 from .document import Document
 from .workers import TaskRunner
+
+
+class EngineState(TextEnum):
+    NOT_LOADED = "not loaded"
+    LOADING = "loading"
+    READY = "ready"
+    BUSY = "busy"  # a prompt is being answered
+    ERROR = "error"  # the engine could not be built
 
 
 def default_engine_factory(name: str | None = None) -> SegmentationEngine:
@@ -33,7 +43,6 @@ class EngineController(QObject):
 
     status_changed = Signal(dict)
     error = Signal(str, str)  # title, message
-    busy_changed = Signal(bool)
 
     def __init__(self, doc: Document, factory: Callable[[], SegmentationEngine] | None = None,
                  parent: QObject | None = None):
@@ -42,7 +51,7 @@ class EngineController(QObject):
         self.factory = factory or default_engine_factory
         self.engine: SegmentationEngine | None = None
         self.runner = TaskRunner(1, self, "engine")
-        self.state = "not loaded"
+        self.state = EngineState.NOT_LOADED
         self.message = ""
         self.last_latency_ms: float | None = None
         self.current_encoded: bool | None = None
@@ -61,19 +70,19 @@ class EngineController(QObject):
     # ----- loading ---------------------------------------------------------------------------
     def load(self) -> None:
         """Build the engine in the background (weights, encoder backend)."""
-        if self.state in ("loading", "ready"):
+        if self.state in (EngineState.LOADING, EngineState.READY):
             return
-        self._set_state("loading", "loading the model…")
+        self._set_state(EngineState.LOADING, "loading the model…")
         started = time.perf_counter()
 
         def done(engine):
             self.engine = engine
-            self._set_state("ready", f"loaded in {time.perf_counter() - started:.1f} s")
+            self._set_state(EngineState.READY, f"loaded in {time.perf_counter() - started:.1f} s")
             self._poll.start()
             self._prefetch_timer.start()
 
         def failed(exc):
-            self._set_state("error", str(exc))
+            self._set_state(EngineState.ERROR, str(exc))
             self.error.emit("The segmentation engine could not start",
                             f"{exc}\n\nThe viewer, labels and export keep working; restart the app "
                             "after fixing the installation (scripts/setup.sh) to segment.")
@@ -91,9 +100,8 @@ class EngineController(QObject):
         return {"name": inf.name, "device": inf.device, "version": inf.version}
 
     # ----- status ----------------------------------------------------------------------------
-    def _set_state(self, state: str, message: str = "") -> None:
-        self.state, self.message = state, message
-        self.busy_changed.emit(state == "busy")
+    def _set_state(self, state: EngineState, message: str = "") -> None:
+        self.state, self.message = EngineState(state), message
         self.publish()
 
     def publish(self) -> None:
@@ -145,17 +153,17 @@ class EngineController(QObject):
 
     # ----- segmentation ----------------------------------------------------------------------
     def segment(self, pixels: np.ndarray, prompt: Prompt, orientation: str, index: int,
-                kind: str = "segment") -> int:
+                kind: PromptKind = PromptKind.SEGMENT) -> int:
         """Ask for a mask on one displayed slice; the answer becomes the document's proposal."""
         if self.engine is None:
-            msg = ("The model is still loading; try again in a moment." if self.state == "loading"
+            msg = ("The model is still loading; try again in a moment." if self.state is EngineState.LOADING
                    else f"The segmentation engine is not available ({self.message}).")
             self.error.emit("Segmentation unavailable", msg)
             return 0
         self._request += 1
         req = self._request
         self.pending = {"orientation": orientation, "index": index, "prompt": prompt.describe()}
-        self._set_state("busy", "segmenting…")
+        self._set_state(EngineState.BUSY, "segmenting…")
         engine = self.engine
         volume = self.doc.volume
         started = time.perf_counter()
@@ -169,7 +177,7 @@ class EngineController(QObject):
             self.pending = None
             self.last_latency_ms = (time.perf_counter() - started) * 1000.0
             note = result.reason or f"score {result.score:.2f}"
-            self._set_state("ready", note)
+            self._set_state(EngineState.READY, note)
             self._update_encoded()
             if result.empty:
                 self.error.emit("No mask", f"{result.reason or 'the model returned an empty mask'}. "
@@ -183,7 +191,7 @@ class EngineController(QObject):
             if req != self._request:
                 return
             self.pending = None
-            self._set_state("ready", "last prompt failed")
+            self._set_state(EngineState.READY, "last prompt failed")
             self.error.emit("Segmentation failed", str(exc))
 
         self.runner.submit(work, name="segment", on_done=done, on_error=failed)
@@ -194,7 +202,7 @@ class EngineController(QObject):
         if self.pending is not None:
             self._request += 1
             self.pending = None
-            self._set_state("ready", "prompt abandoned")
+            self._set_state(EngineState.READY, "prompt abandoned")
 
     def run(self, fn: Callable, *args, **kwargs):
         """Run other engine work (e.g. propagation) on the engine thread; see `TaskRunner.submit`."""

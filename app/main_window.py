@@ -1,21 +1,26 @@
-"""`MainWindow`: the viewer in the centre, the labels panel and a chat dock on the right,
-menus, toolbars and the status bar; wires documents, engines, files and autosave together."""
+"""`MainWindow`: the viewer in the centre, the labels panel and extension docks on the right,
+menus, toolbars and the status bar; wires documents, engines, files and autosave together.
+
+Extensions (the chat and review panels and the PACS entries by default) are functions ``install(window)`` that use
+the window's extension points only: `add_panel`, `menu`, `add_action`, `add_shortcuts`,
+`add_about_section`, `on_close` and `add_extension`/`extension`.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any, Callable, Iterable
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QCloseEvent
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QMainWindow, QMessageBox, QWidget
+from PySide6.QtGui import QAction, QCloseEvent
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QMainWindow, QMenu, QMessageBox, QWidget
 
 from medplib_core.pacs import is_url
 from medplib_core.project import PROJECT_FILE, PROJECT_SUFFIX, RecoveryStore
 
 from . import actions
-from .chat import install_chat_panel
-from .dialogs import show_about, show_error
+from .dialogs import ABOUT, show_error
 from .document import Document
 from .engine_controller import EngineController, default_engine_factory
 from .files import FileController
@@ -23,14 +28,22 @@ from .labels_panel import LabelsPanel
 from .propagate import PropagationController
 from .recovery import Autosaver, offer_restore
 from .resources import icon
-from .pacs import install_pacs
-from .review import install_review
 from .segment_controller import SegmentController
 from .settings import Settings, recovery_dir
-from .shortcuts import ShortcutsDialog
+from .shortcuts import SHORTCUTS, ShortcutsDialog
 from .status_bar import StatusBar
 from .tools import ToolState
 from .viewer import ViewerArea
+
+
+def default_extensions() -> tuple[Callable[["MainWindow"], Any], ...]:
+    """The chat dock, the review queue and the PACS entries."""
+    from .chat import install_chat_panel
+    from .pacs import install_pacs
+    from .review import install_review
+
+    return (install_chat_panel, install_review, install_pacs)
+
 
 SCAN_FILTER = "Scans (*.dcm *.DCM *.nii *.nii.gz *.png *.jpg *.jpeg *.tif *.tiff *.bmp);;All files (*)"
 
@@ -39,12 +52,17 @@ class MainWindow(QMainWindow):
     """The application window."""
 
     def __init__(self, engine_factory=None, settings: Settings | None = None, autosave_ms: int | None = None,
-                 load_engine: bool = True):
+                 load_engine: bool = True, extensions: Iterable[Callable[["MainWindow"], Any]] | None = None):
         super().__init__()
         self.setWindowTitle("MedPLIB Studio")
         self.setWindowIcon(icon("engine"))
         self.setAcceptDrops(True)
-        self.actions_by_name: dict = {}
+        self.actions_by_name: dict[str, QAction] = {}
+        self.menus: dict[str, QMenu] = {}
+        self.shortcuts: dict[str, tuple[str, str]] = dict(SHORTCUTS)  # this window's keys
+        self._about_sections: list[Callable[[], str]] = []
+        self._close_hooks: list[Callable[[], None]] = []
+        self._extensions: dict[str, Any] = {}
         self.settings = settings or Settings()
         self.doc = Document(parent=self)
         self.tools = ToolState(self.settings.get("tool", "box", str), self.settings.get("brush_size", 10, int), self)
@@ -64,14 +82,13 @@ class MainWindow(QMainWindow):
         self.propagation = PropagationController(self.doc, self.engine, self)
         self.labels_panel = LabelsPanel(self.doc)
         self.labels_dock = self._dock("Labels", self.labels_panel, "labels_dock")
-        self.chat_dock: QDockWidget | None = None
+        self.docks: dict[str, QDockWidget] = {"labels_dock": self.labels_dock}
         autosave_ms = autosave_ms or self.settings.get("autosave_ms", 3000, int)
         self.autosaver = Autosaver(self.doc, RecoveryStore(recovery_dir()), autosave_ms, self)
         actions.build(self)
         self._connect()
-        install_chat_panel(self)
-        install_review(self)
-        install_pacs(self)
+        for install in default_extensions() if extensions is None else extensions:
+            install(self)
         self._restore_settings()
         self._update_recent_menu()
         self._update_actions()
@@ -88,17 +105,86 @@ class MainWindow(QMainWindow):
                          | QDockWidget.DockWidgetFeature.DockWidgetClosable
                          | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
         self.addDockWidget(area, dock)
-        if hasattr(self, "panels_menu"):
-            self.panels_menu.addAction(dock.toggleViewAction())
         return dock
 
-    def add_panel(self, title: str, widget: QWidget, name: str) -> QDockWidget:
-        """Add a dockable panel on the right, below the labels (the chat panel plugs in here)."""
+    # ----- extension points ------------------------------------------------------------------
+    def add_panel(self, title: str, widget: QWidget, name: str, tab_with: str | None = None,
+                  visible: bool = True) -> QDockWidget:
+        """A dockable panel on the right, below the labels, or tabbed with dock ``tab_with``;
+        listed in View ▸ Panels and kept in the saved window layout under ``name``."""
         dock = self._dock(title, widget, name)
-        self.splitDockWidget(self.labels_dock, dock, Qt.Orientation.Vertical)
-        if name == "chat_dock":
-            self.chat_dock = dock
+        self.panels_menu.addAction(dock.toggleViewAction())
+        if tab_with in self.docks:
+            self.tabifyDockWidget(self.docks[tab_with], dock)
+            self.docks[tab_with].raise_()
+        else:
+            self.splitDockWidget(self.labels_dock, dock, Qt.Orientation.Vertical)
+        self.docks[name] = dock
+        if not visible:
+            dock.hide()  # until shown, or the saved layout shows it
         return dock
+
+    def menu(self, name: str) -> QMenu:
+        """A menu of the bar by id ("file", "edit", "tools", "view", "window", "help", or
+        "settings", made before Help on first use)."""
+        if name not in self.menus:
+            if name != "settings":
+                raise KeyError(f"no menu {name!r}")
+            self.menus[name] = m = QMenu("&Settings", self)
+            self.menuBar().insertMenu(self.menus["help"].menuAction(), m)
+        return self.menus[name]
+
+    def add_action(self, name: str, text: str, slot: Callable[[], Any], icon_name: str | None = None,
+                   menu: str | QMenu | None = None, before: str | None = None,
+                   after: str | None = None) -> QAction:
+        """A window action (its key from the shortcut table), added to ``menu`` just above
+        action ``before`` or just below action ``after`` when given (else at the end)."""
+        act = actions.make_action(self, name, text, slot, icon_name)
+        if menu is not None:
+            m = self.menu(menu) if isinstance(menu, str) else menu
+            items = m.actions()
+            anchor = self.actions_by_name.get(before) if before else None
+            if after and self.actions_by_name.get(after) in items:
+                i = items.index(self.actions_by_name[after]) + 1
+                anchor = items[i] if i < len(items) else None
+            m.insertAction(anchor, act) if anchor in items else m.addAction(act)
+        return act
+
+    def add_submenu(self, menu: str, title: str, before: str | None = None) -> QMenu:
+        """A submenu of ``menu`` (above action ``before``, with a separator, when given)."""
+        parent = self.menu(menu)
+        sub = QMenu(title, parent)
+        anchor = self.actions_by_name.get(before) if before else None
+        if anchor in parent.actions():
+            parent.insertMenu(anchor, sub)
+            parent.insertSeparator(anchor)
+        else:
+            parent.addMenu(sub)
+        return sub
+
+    def add_shortcuts(self, table: dict[str, tuple[str, str]]) -> None:
+        """Keys of an extension's actions: ``{action name: (key, description)}``; a key the
+        window already uses for another action is refused."""
+        used = {key: n for n, (key, _) in self.shortcuts.items()}
+        for name, (key, text) in table.items():
+            if used.get(key, name) != name:
+                raise ValueError(f"{name}: key {key} is taken by {used[key]}")
+            self.shortcuts[name] = (key, text)
+
+    def add_about_section(self, html: Callable[[], str]) -> None:
+        """More rich text for Help ▸ About (called each time the box opens)."""
+        self._about_sections.append(html)
+
+    def on_close(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` when the window closes, before the engine and files shut down."""
+        self._close_hooks.append(fn)
+
+    def add_extension(self, name: str, obj: Any) -> Any:
+        """Keep an installed extension under ``name`` (installing twice returns the first)."""
+        return self._extensions.setdefault(name, obj)
+
+    def extension(self, name: str) -> Any | None:
+        return self._extensions.get(name)
 
     def _connect(self) -> None:
         d, s = self.doc, self.status
@@ -132,8 +218,11 @@ class MainWindow(QMainWindow):
         else:
             self.resize(1280, 820)
         state = self.settings.get("window_state")
-        if state is None or not self.restoreState(state):
+        if state is None or not self.restoreState(state):  # first run: panels below the labels get most height
             self.resizeDocks([self.labels_dock], [420], Qt.Orientation.Horizontal)
+            below = [d for n, d in self.docks.items() if d is not self.labels_dock and not d.isHidden()]
+            if below:
+                self.resizeDocks([self.labels_dock, below[0]], [240, 560], Qt.Orientation.Vertical)
         self.labels_panel.opacity.setValue(self.settings.get("opacity", 45, int))
         self.set_opacity(self.labels_panel.opacity.value() / 100.0)
 
@@ -143,7 +232,7 @@ class MainWindow(QMainWindow):
         act = self.actions_by_name.get(f"tool_{t.tool}")
         if act is not None and not act.isChecked():
             act.setChecked(True)
-        if hasattr(self, "brush_spin") and self.brush_spin.value() != t.brush_size:
+        if self.brush_spin.value() != t.brush_size:
             self.brush_spin.setValue(t.brush_size)
         self.status.set_tool(t.tool, t.brush_size)
 
@@ -358,16 +447,21 @@ class MainWindow(QMainWindow):
 
     # ----- help and exit ---------------------------------------------------------------------
     def show_shortcuts(self) -> None:
-        self.shortcuts_dialog = ShortcutsDialog(self)
+        self.shortcuts_dialog = ShortcutsDialog(self.shortcuts, self)
         self.shortcuts_dialog.open()
 
+    def about_html(self) -> str:
+        return ABOUT + "".join(section() for section in self._about_sections)
+
     def show_about(self) -> None:
-        show_about(self)
+        QMessageBox.about(self, "About MedPLIB Studio", self.about_html())
 
     def closeEvent(self, ev: QCloseEvent) -> None:  # noqa: N802
+        for fn in self._close_hooks:
+            fn()
         self.settings.set("geometry", self.saveGeometry())
         self.settings.set("window_state", self.saveState())
-        self.settings.set("tool", self.tools.tool)
+        self.settings.set("tool", str(self.tools.tool))
         self.settings.set("brush_size", self.tools.brush_size)
         self.settings.set("opacity", self.labels_panel.opacity.value())
         self.settings.sync()

@@ -3,8 +3,8 @@
 `MedplibSetupDialog` edits the settings keys ``medplib/checkpoint|clip|sam|device`` (the same
 keys `MedplibSettings.from_sources` reads; environment variables still take precedence) and
 checks the folders as they are typed. `ensure_notice` shows the model's licence and intended
-use once (remembered in settings) before the first use; `about_html` / `show_about` add it to
-the about box.
+use once (remembered in settings) before the first use; `about_section` is its part of the
+about box.
 """
 
 from __future__ import annotations
@@ -30,23 +30,16 @@ def notice_html() -> str:
     return "".join(f"<p>{p}</p>" for p in paras)
 
 
-def about_html(settings=None) -> str:
-    """The app's about text plus the MedPLIB section (licence, intended use, weights)."""
-    from .dialogs import ABOUT
-
+def about_section(settings=None) -> str:
+    """The MedPLIB section of Help ▸ About: licence, intended use, the configured weights."""
     extra = "<h4>MedPLIB model</h4>" + notice_html()
     if settings is not None:
-        ok, _ = MedplibSettings.from_sources(settings).availability()
         cfg = MedplibSettings.from_sources(settings)
+        ok, _ = cfg.availability()
         extra += (f"<p>Weights: {html.escape(str(cfg.checkpoint))} (device {html.escape(cfg.device)})</p>"
                   if ok else "<p>Weights: not configured (Settings ▸ MedPLIB…); segmentation "
                              "uses LiteMedSAM.</p>")
-    return ABOUT + extra
-
-
-def show_about(parent: QWidget, settings=None) -> None:
-    """The about box with the MedPLIB licence and intended use."""
-    QMessageBox.about(parent, "About MedPLIB Studio", about_html(settings))
+    return extra
 
 
 def notice_accepted(settings) -> bool:

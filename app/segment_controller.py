@@ -12,7 +12,7 @@ import math
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from medplib_core.annotation import LockedLabelError
+from medplib_core.annotation import LockedLabelError, PromptKind
 from medplib_core.engines.base import Prompt
 
 from .document import Document
@@ -55,7 +55,7 @@ class SegmentController(QObject):
     def _pixels(self, view: SliceView) -> np.ndarray:
         return view.renderer.pixels(view.orientation, view.index)
 
-    def _send(self, view: SliceView, prompt: Prompt, kind: str) -> None:
+    def _send(self, view: SliceView, prompt: Prompt, kind: PromptKind) -> None:
         self.engine.segment(self._pixels(view), prompt, view.orientation, view.index, kind)
         self._show_pending(view)
 
@@ -72,11 +72,11 @@ class SegmentController(QObject):
                 v.canvas.update()
 
     def on_box(self, view: SliceView, x0: float, y0: float, x1: float, y1: float) -> None:
-        self._send(view, Prompt(box=box_pixels(x0, y0, x1, y1)), "box")
+        self._send(view, Prompt(box=box_pixels(x0, y0, x1, y1)), PromptKind.BOX)
 
     def on_lasso(self, view: SliceView, pts) -> None:
         poly = [(float(x) - 0.5, float(y) - 0.5) for x, y in pts]
-        self._send(view, Prompt(polygon=poly), "lasso")
+        self._send(view, Prompt(polygon=poly), PromptKind.LASSO)
 
     def on_point(self, view: SliceView, x: float, y: float, positive: bool) -> None:
         pt = (float(int(x)), float(int(y)))
@@ -87,9 +87,9 @@ class SegmentController(QObject):
             old = p.prompt or Prompt()
             prompt = Prompt(points=list(old.points) + [pt], point_labels=list(old.point_labels) + [int(positive)],
                             box=old.box, polygon=old.polygon, mask_input=p.record.mask.copy())
-            self._send(view, prompt, "refine")
+            self._send(view, prompt, PromptKind.REFINE)
         elif positive:
-            self._send(view, Prompt(points=[pt], point_labels=[1]), "click")
+            self._send(view, Prompt(points=[pt], point_labels=[1]), PromptKind.CLICK)
         else:
             self.message.emit("A negative point corrects a proposal: draw a box or a positive point first.")
 

@@ -1,4 +1,7 @@
-"""The shortcut table (one place for every key) and the shortcuts help dialog."""
+"""The app's shortcut table (one place for every key of the window) and the shortcuts dialog.
+
+Each window starts from a copy of `SHORTCUTS`; extensions add theirs with
+`MainWindow.add_shortcuts`, so the table the dialog lists is the window's own."""
 
 from __future__ import annotations
 
@@ -51,17 +54,13 @@ MOUSE_AND_KEYS = [
 ]
 
 
-def key(action_id: str) -> QKeySequence:
-    return QKeySequence(SHORTCUTS[action_id][0])
-
-
 class ShortcutsDialog(QDialog):
-    """Every key and mouse gesture in one table."""
+    """Every key and mouse gesture in one table (``shortcuts``: a window's table)."""
 
-    def __init__(self, parent: QWidget | None = None):
+    def __init__(self, shortcuts: dict[str, tuple[str, str]], parent: QWidget | None = None):
         super().__init__(parent)
         self.setWindowTitle("Keyboard and mouse shortcuts")
-        rows = [(k, d) for k, d in SHORTCUTS.values()] + MOUSE_AND_KEYS
+        rows = [(k, d) for k, d in shortcuts.values()] + MOUSE_AND_KEYS
         table = QTableWidget(len(rows), 2)
         table.setHorizontalHeaderLabels(["Key", "Does"])
         table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtWidgets import QLabel, QStatusBar, QWidget
 
+from .engine_controller import EngineState
 from .tools import PAINT_TOOLS, TOOL_BY_NAME
 
 
@@ -38,15 +39,11 @@ def format_engine(st: dict) -> str:
     parts = [st.get("engine", "engine")]
     if st.get("device") and st["device"] != "—":
         parts.append(st["device"])
-    state = st.get("state", "")
-    if state == "not loaded":
-        parts.append("model not loaded")
-    elif state == "loading":
-        parts.append("loading…")
-    elif state == "error":
-        parts.append("unavailable")
-    elif state == "busy":
-        parts.append("segmenting…")
+    state = st.get("state")
+    words = {EngineState.NOT_LOADED: "model not loaded", EngineState.LOADING: "loading…",
+             EngineState.ERROR: "unavailable", EngineState.BUSY: "segmenting…"}
+    if state in words:
+        parts.append(words[state])
     enc = st.get("encoded")
     if enc is not None:
         parts.append("slice encoded" if enc else "slice not encoded yet")
@@ -83,5 +80,5 @@ class StatusBar(QStatusBar):
 
     def set_engine(self, st: dict) -> None:
         self.engine.setText(format_engine(st))
-        if st.get("state") == "error" and st.get("message"):
+        if st.get("state") is EngineState.ERROR and st.get("message"):
             self.engine.setToolTip(st["message"])

@@ -8,27 +8,40 @@ import cv2  # imported with the app, not on the first stroke or outline
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
+from medplib_core.text_enum import TextEnum
+
+
+class Tool(TextEnum):
+    """A tool's id (also its icon name and its value in the settings)."""
+
+    NAVIGATE = "navigate"
+    POINT_POS = "point_pos"
+    POINT_NEG = "point_neg"
+    BOX = "box"
+    LASSO = "lasso"
+    BRUSH = "brush"
+    ERASER = "eraser"
+
 
 @dataclass(frozen=True)
 class ToolSpec:
-    name: str  # internal id, also the icon name
+    name: Tool
     title: str
     key: str
     tip: str
 
 
 TOOLS: tuple[ToolSpec, ...] = (
-    ToolSpec("navigate", "Navigate", "V", "Left-drag pans; no prompt"),
-    ToolSpec("point_pos", "Positive point", "P", "Click on the object (refines a proposal)"),
-    ToolSpec("point_neg", "Negative point", "N", "Click on background to remove it from the proposal"),
-    ToolSpec("box", "Box", "B", "Drag a box around the object"),
-    ToolSpec("lasso", "Lasso", "L", "Draw a free-form outline around the object"),
-    ToolSpec("brush", "Brush", "D", "Paint the active label ([ and ] change the size)"),
-    ToolSpec("eraser", "Eraser", "E", "Erase unlocked labels ([ and ] change the size)"),
+    ToolSpec(Tool.NAVIGATE, "Navigate", "V", "Left-drag pans; no prompt"),
+    ToolSpec(Tool.POINT_POS, "Positive point", "P", "Click on the object (refines a proposal)"),
+    ToolSpec(Tool.POINT_NEG, "Negative point", "N", "Click on background to remove it from the proposal"),
+    ToolSpec(Tool.BOX, "Box", "B", "Drag a box around the object"),
+    ToolSpec(Tool.LASSO, "Lasso", "L", "Draw a free-form outline around the object"),
+    ToolSpec(Tool.BRUSH, "Brush", "D", "Paint the active label ([ and ] change the size)"),
+    ToolSpec(Tool.ERASER, "Eraser", "E", "Erase unlocked labels ([ and ] change the size)"),
 )
 TOOL_BY_NAME = {t.name: t for t in TOOLS}
-PROMPT_TOOLS = ("point_pos", "point_neg", "box", "lasso")
-PAINT_TOOLS = ("brush", "eraser")
+PAINT_TOOLS = (Tool.BRUSH, Tool.ERASER)
 BRUSH_MIN, BRUSH_MAX = 1, 200
 
 
@@ -39,12 +52,12 @@ class ToolState(QObject):
 
     def __init__(self, tool: str = "box", brush_size: int = 10, parent: QObject | None = None):
         super().__init__(parent)
-        self.tool = tool if tool in TOOL_BY_NAME else "box"
+        self.tool = Tool(tool) if tool in TOOL_BY_NAME else Tool.BOX
         self.brush_size = int(np.clip(brush_size, BRUSH_MIN, BRUSH_MAX))
 
     def set_tool(self, name: str) -> None:
         if name in TOOL_BY_NAME and name != self.tool:
-            self.tool = name
+            self.tool = Tool(name)
             self.changed.emit()
 
     def set_brush_size(self, size: int) -> None:

@@ -25,18 +25,14 @@ HOOK = r'''
 import os
 from PySide6.QtGui import QGuiApplication
 from medplib_core.medplib.chat import ChatSettings
-from app.chat import ChatController, install_chat_panel
+from app.chat import install_chat_panel
 
-panel = getattr(window, "chat_panel", None)
-if panel is None:
-    ctl = ChatController(window.settings, chat_settings=ChatSettings(threshold=float(os.environ["SHOT_THRESHOLD"])))
-    panel = install_chat_panel(window, ctl)
-else:
-    panel.ctl.chat_settings = ChatSettings(threshold=float(os.environ["SHOT_THRESHOLD"]))
+panel = install_chat_panel(window)  # installed with the window: this returns it
+panel.ctl.cache.settings = ChatSettings(threshold=float(os.environ["SHOT_THRESHOLD"]))
 assert wait_until(lambda: window.doc.volume is not None and panel.key is not None, 120), "no scan"
 window.resize(1500, 940)
 window.move(0, 0)
-window.resizeDocks([window.labels_dock, window.chat_dock], [200, 700], Qt.Orientation.Vertical)
+window.resizeDocks([window.labels_dock, window.docks["chat_dock"]], [200, 700], Qt.Orientation.Vertical)
 wait(300)
 cv = window.viewer.active.canvas
 h, w = cv.shape

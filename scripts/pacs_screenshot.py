@@ -31,7 +31,7 @@ window.move(0, 0)
 file_menu = window.menuBar().actions()[0].menu()
 assert window.actions_by_name["pacs_open"] in file_menu.actions(), "File menu has no Open from PACS"
 window.actions_by_name["pacs_open"].trigger()
-b = window.pacs.browser
+b = window.extension("pacs").browser
 assert wait_until(b.isVisible, 10)
 b.move(140, 90)
 QTest.mouseClick(b.add_button, Qt.MouseButton.LeftButton)

@@ -23,10 +23,8 @@ sys.path.insert(0, str(ROOT / "tests"))  # the sample batch
 HOOK = r'''
 import os
 from PySide6.QtGui import QGuiApplication
-if not hasattr(window, "review"):
-    from app.review import install_review
-    install_review(window)
-ui = window.review
+from app.review import install_review
+ui = install_review(window)  # installed with the window: this returns it
 window.resize(1400, 860)
 window.move(0, 0)
 assert ui.open_run(os.environ["SHOT_RUN"]), "the run did not open"

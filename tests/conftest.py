@@ -91,3 +91,40 @@ def pacs(orthanc, tmp_path, monkeypatch):
     remember(orthanc.dicomweb, Credentials("basic", USER, PASSWORD))
     yield orthanc
     forget(orthanc.dicomweb)
+
+
+@pytest.fixture
+def make_window(qtbot, tmp_path):
+    """``make(engine=ThresholdEngine, scan=None, size=(1200, 800), settings=None, wait_engine=True,
+    **kw)``: a real, shown `MainWindow` with settings and data isolated under ``tmp_path``.
+
+    ``engine`` is the engine factory (None: the default, LiteMedSAM); ``settings`` are values set
+    before the window is built (extensions read them then); ``scan`` is dropped onto the window
+    and waited for. Every window made is closed after the test."""
+    from app.main_window import MainWindow
+    from app.settings import Settings
+    from studio_support import ThresholdEngine, drop_path, isolate
+
+    isolate(tmp_path)
+    made = []
+
+    def make(engine=ThresholdEngine, scan=None, size=(1200, 800), settings=None, wait_engine=True, **kw):
+        prefs = Settings()
+        for key, value in (settings or {}).items():
+            prefs.set(key, value)
+        w = MainWindow(engine_factory=engine, settings=prefs, autosave_ms=kw.pop("autosave_ms", 300), **kw)
+        qtbot.addWidget(w)
+        made.append(w)
+        w.resize(*size)
+        w.show()
+        qtbot.waitExposed(w)
+        if wait_engine:
+            qtbot.waitUntil(lambda: w.engine.ready, timeout=240000)
+        if scan is not None:
+            drop_path(w, scan)
+            qtbot.waitUntil(lambda: w.doc.volume is not None and not w.files.loading, timeout=30000)
+        return w
+
+    yield make
+    for w in made:
+        w.close()

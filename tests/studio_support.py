@@ -78,6 +78,16 @@ class ThresholdEngine(SegmentationEngine):
             return image.tobytes()[:64] in self.encoded
 
 
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Fill background regions of a bool mask that do not touch the image border."""
+    import cv2
+
+    inv = 1 - mask.astype(np.uint8)
+    n, lab, _, _ = cv2.connectedComponentsWithStats(inv, connectivity=4)
+    border = set(np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]])).tolist())
+    return mask.astype(bool) | np.isin(lab, [i for i in range(1, n) if i not in border])
+
+
 def isolate(tmp: Path) -> dict[str, str]:
     """Point settings and the data/recovery folder at ``tmp`` (returns the env vars set)."""
     env = {"MEDPLIB_STUDIO_DATA": str(tmp / "data"), "MEDPLIB_STUDIO_SETTINGS": str(tmp / "settings.ini")}

@@ -32,7 +32,7 @@ def ct_small(pydicom_ct_path):
     image = np.clip((hu - (40 - 200)) * 255.0 / 400.0, 0, 255).astype(np.uint8)
     n, lab, stats, _ = cv2.connectedComponentsWithStats((hu > -300).astype(np.uint8))
     body = lab == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    from medplib_core.engines.prompts import fill_holes
+    from studio_support import fill_holes
 
     return image, fill_holes(body)
 

@@ -17,9 +17,9 @@ from PySide6.QtCore import Qt, QUrl  # noqa: E402
 
 from app.automation import image_point  # noqa: E402
 from app.chat import install_chat_panel  # noqa: E402
-from app.main_window import MainWindow  # noqa: E402
-from app.medplib_setup import NOTICE_KEY, about_html  # noqa: E402
-from studio_support import ThresholdEngine, drop_path, isolate, stacked_ct  # noqa: E402
+from app.dialogs import ABOUT  # noqa: E402
+from app.medplib_setup import NOTICE_KEY, about_section  # noqa: E402
+from studio_support import stacked_ct  # noqa: E402
 from medplib_core.medplib.selection import ENV  # noqa: E402
 
 pytestmark = [pytest.mark.gui, pytest.mark.timeout(240)]
@@ -33,34 +33,21 @@ def demo_paths(tmp_path_factory):
 
 
 @pytest.fixture
-def make_win(qtbot, tmp_path, monkeypatch):
-    isolate(tmp_path)
+def make_win(qtbot, make_window, tmp_path, monkeypatch):
     for name in ENV.values():
         monkeypatch.delenv(name, raising=False)
     scan = stacked_ct(tmp_path / "ct.nii.gz")
-    made = []
 
     def make(paths=None, open_scan=True):
-        w = MainWindow(engine_factory=ThresholdEngine, autosave_ms=300)
-        if paths is not None:
-            for key, val in (("checkpoint", paths.checkpoint), ("clip", paths.clip),
-                             ("sam", paths.sam), ("device", "cpu")):
-                w.settings.set(f"medplib/{key}", str(val))
-        panel = install_chat_panel(w)
-        qtbot.addWidget(w)
-        w.resize(1300, 860)
-        w.show()
-        qtbot.waitExposed(w)
-        qtbot.waitUntil(lambda: w.engine.ready, timeout=10000)
-        if open_scan:
-            drop_path(w, scan)
-            qtbot.waitUntil(lambda: w.doc.volume is not None and panel.key is not None, timeout=20000)
-        made.append(w)
+        settings = {} if paths is None else {
+            f"medplib/{key}": str(val) for key, val in (("checkpoint", paths.checkpoint), ("clip", paths.clip),
+                                                        ("sam", paths.sam), ("device", "cpu"))}
+        w = make_window(size=(1300, 860), settings=settings, scan=scan if open_scan else None)
+        panel = install_chat_panel(w)  # installed with the window: this returns it
+        qtbot.waitUntil(lambda: not open_scan or panel.key is not None, timeout=20000)
         return w, panel
 
-    yield make
-    for w in made:
-        w.close()
+    return make
 
 
 def drag_box(qtbot, w, x0, y0, x1, y1):
@@ -229,5 +216,5 @@ def test_without_weights_the_panel_explains(qtbot, make_win, demo_paths, monkeyp
     shown = []
     monkeypatch.setattr("app.medplib_setup.QMessageBox.about", lambda *a: shown.append(a[2]))
     w.actions_by_name["about"].trigger()  # Help > About carries the licence and intended use
-    assert shown and shown[0] == about_html(w.settings)
+    assert shown and shown[0] == ABOUT + about_section(w.settings)
     assert "research" in shown[0] and "clinical decision" in shown[0] and "tiny-medplib" in shown[0]

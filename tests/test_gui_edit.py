@@ -12,25 +12,14 @@ from PySide6.QtGui import QColor  # noqa: E402
 
 from app.automation import image_point  # noqa: E402
 from app.labels_panel import COL_LOCK, COL_NAME, COL_VISIBLE  # noqa: E402
-from app.main_window import MainWindow  # noqa: E402
-from studio_support import ThresholdEngine, drop_path, isolate, stacked_ct, wheel  # noqa: E402
+from studio_support import stacked_ct, wheel  # noqa: E402
 
 pytestmark = [pytest.mark.gui, pytest.mark.timeout(120)]
 
 
 @pytest.fixture
-def win(qtbot, tmp_path):
-    isolate(tmp_path)
-    w = MainWindow(engine_factory=ThresholdEngine, autosave_ms=300)
-    qtbot.addWidget(w)
-    w.resize(1200, 800)
-    w.show()
-    qtbot.waitExposed(w)
-    qtbot.waitUntil(lambda: w.engine.ready, timeout=10000)
-    drop_path(w, stacked_ct(tmp_path / "ct.nii.gz"))
-    qtbot.waitUntil(lambda: w.doc.volume is not None, timeout=20000)
-    yield w
-    w.close()
+def win(make_window, tmp_path):
+    return make_window(scan=stacked_ct(tmp_path / "ct.nii.gz"))
 
 
 def drag(qtbot, canvas, a, b, button=Qt.MouseButton.LeftButton):

@@ -14,8 +14,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox, QPushButton  # noqa: E4
 
 import app.files  # noqa: E402
 from app.automation import image_point  # noqa: E402
-from app.main_window import MainWindow  # noqa: E402
-from studio_support import ThresholdEngine, drop_path, isolate, stacked_ct  # noqa: E402
+from studio_support import drop_path, stacked_ct  # noqa: E402
 
 pytestmark = [pytest.mark.gui, pytest.mark.timeout(120)]
 
@@ -30,22 +29,8 @@ def data_file(name: str) -> str:
 
 
 @pytest.fixture
-def make_win(qtbot, tmp_path):
-    isolate(tmp_path)
-    wins = []
-
-    def make():
-        w = MainWindow(engine_factory=ThresholdEngine, autosave_ms=300)
-        qtbot.addWidget(w)
-        w.resize(1100, 760)
-        w.show()
-        qtbot.waitUntil(lambda: w.engine.ready, timeout=10000)
-        wins.append(w)
-        return w
-
-    yield make
-    for w in wins:
-        w.close()
+def make_win(make_window):
+    return lambda: make_window(size=(1100, 760))
 
 
 def open_scan(qtbot, w, path):

@@ -17,8 +17,7 @@ from PySide6.QtCore import Qt  # noqa: E402
 import app.main_window  # noqa: E402
 from app.automation import image_point  # noqa: E402
 from app.labels_panel import COL_LOCK  # noqa: E402
-from app.main_window import MainWindow  # noqa: E402
-from studio_support import drop_path, isolate, stacked_ct, wheel  # noqa: E402
+from studio_support import stacked_ct, wheel  # noqa: E402
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow, pytest.mark.timeout(400)]
 
@@ -38,17 +37,11 @@ def wait_proposal(qtbot, w, kind=None):
                     and (kind is None or w.doc.proposal.record.kind == kind), timeout=180000)
 
 
-def test_litemedsam_flow(qtbot, tmp_path, monkeypatch):
+def test_litemedsam_flow(qtbot, make_window, tmp_path, monkeypatch):
     nib = pytest.importorskip("nibabel")
-    isolate(tmp_path)
-    w = MainWindow()  # the default engine: LiteMedSAM with its packaged weights
-    qtbot.addWidget(w)
-    w.resize(1200, 800)
-    w.show()
-    qtbot.waitExposed(w)
     scan = stacked_ct(tmp_path / "ct.nii.gz", n=12)
-    drop_path(w, scan)
-    qtbot.waitUntil(lambda: w.doc.volume is not None and not w.files.loading, timeout=30000)
+    # the default engine (LiteMedSAM with its packaged weights), loading while the user scrolls
+    w = make_window(engine=None, scan=scan, wait_engine=False)
     view = w.viewer.active
     cv = view.canvas
 

@@ -1,4 +1,5 @@
-"""`app.main`: command-line options, and ``--sample`` opening a real CT in the window."""
+"""The entry points: ``medplib-studio`` (app.launcher) opens the window or runs a headless core
+subcommand; app.main's options; ``gui --sample`` opening a real CT; the core never needs Qt."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from app.main import add_arguments, argv_from, parse_args
+
+REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = [pytest.mark.gui, pytest.mark.timeout(120)]
 
@@ -31,13 +34,34 @@ def test_options_round_trip():
     assert argv_from(sub.parse_args(["--sample"])) == ["--sample"]
 
 
-def test_sample_opens_a_real_ct(tmp_path):
+def test_gui_sample_opens_a_real_ct(tmp_path):
     hook = tmp_path / "hook.py"
     hook.write_text(HOOK)
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", MEDPLIB_STUDIO_HOOK=str(hook),
                MEDPLIB_STUDIO_DATA=str(tmp_path / "data"), MEDPLIB_STUDIO_SETTINGS=str(tmp_path / "s.ini"))
-    out = subprocess.run([sys.executable, "-m", "app.main", "--sample", "--no-engine"], env=env,
-                         cwd=str(Path(__file__).resolve().parents[1]), capture_output=True, text=True, timeout=100)
+    out = subprocess.run([sys.executable, "-m", "app.launcher", "gui", "--sample", "--no-engine"], env=env,
+                         cwd=str(REPO), capture_output=True, text=True, timeout=100)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "OPENED CT HU" in out.stdout
     assert "model not loaded" in out.stdout
+
+
+def test_core_subcommands_run_headless_through_both_entry_points(pydicom_ct_path):
+    # every core module imports without Qt or the app; the launcher runs `info` without Qt
+    code = ("import importlib, pkgutil, sys, medplib_core\n"
+            "for m in pkgutil.walk_packages(medplib_core.__path__, 'medplib_core.'):\n"
+            "    importlib.import_module(m.name)\n"
+            "assert not [n for n in sys.modules if n.startswith(('PySide6', 'app'))], 'the core imported the GUI'\n"
+            "from app.launcher import main\n"
+            f"rc = main(['info', {str(pydicom_ct_path)!r}, '--json'])\n"
+            "assert 'PySide6' not in sys.modules, 'a core subcommand imported Qt'\n"
+            "sys.exit(rc)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=str(REPO), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert '"modality": "CT"' in out.stdout
+    core = subprocess.run([sys.executable, "-m", "medplib_core.cli.main", "info", str(pydicom_ct_path)],
+                          cwd=str(REPO), capture_output=True, text=True, timeout=120)
+    assert core.returncode == 0 and "CT" in core.stdout, core.stderr
+    bare = subprocess.run([sys.executable, "-m", "medplib_core.cli.main"], cwd=str(REPO),
+                          capture_output=True, text=True, timeout=120)
+    assert bare.returncode == 2 and "segment" in bare.stdout and "gui" not in bare.stdout

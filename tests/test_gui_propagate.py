@@ -12,8 +12,7 @@ from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtWidgets import QPushButton  # noqa: E402
 
 from app.automation import image_point  # noqa: E402
-from app.main_window import MainWindow  # noqa: E402
-from studio_support import ThresholdEngine, drop_path, isolate, stacked_ct  # noqa: E402
+from studio_support import ThresholdEngine, stacked_ct  # noqa: E402
 
 pytestmark = [pytest.mark.gui, pytest.mark.timeout(120)]
 
@@ -30,23 +29,15 @@ needs_propagation = pytest.mark.skipif(not _has_propagation(), reason="medplib_c
 
 
 @pytest.fixture
-def win(qtbot, tmp_path):
-    isolate(tmp_path)
-    w = MainWindow(engine_factory=lambda: ThresholdEngine(delay=0.02), autosave_ms=300)
-    qtbot.addWidget(w)
-    w.resize(1200, 800)
-    w.show()
-    qtbot.waitUntil(lambda: w.engine.ready, timeout=10000)
-    drop_path(w, stacked_ct(tmp_path / "ct.nii.gz", n=12))
-    qtbot.waitUntil(lambda: w.doc.volume is not None and not w.files.loading, timeout=20000)
+def win(qtbot, make_window, tmp_path):
+    w = make_window(engine=lambda: ThresholdEngine(delay=0.02), scan=stacked_ct(tmp_path / "ct.nii.gz", n=12))
     cv = w.viewer.active.canvas
     qtbot.keyClick(cv, Qt.Key.Key_B)
     qtbot.mousePress(cv, Qt.MouseButton.LeftButton, pos=image_point(cv, 40.5, 35.5))
     qtbot.mouseMove(cv, image_point(cv, 80.5, 70.5))
     qtbot.mouseRelease(cv, Qt.MouseButton.LeftButton, pos=image_point(cv, 80.5, 70.5))
     qtbot.waitUntil(lambda: w.doc.proposal is not None and w.engine.pending is None, timeout=10000)
-    yield w
-    w.close()
+    return w
 
 
 def test_nothing_to_propagate_says_why(qtbot, win):

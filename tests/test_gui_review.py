@@ -21,11 +21,9 @@ from PIL import Image  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
 
 from app.automation import image_point  # noqa: E402
-from app.main_window import MainWindow  # noqa: E402
 from app.review import REVIEW_SHORTCUTS, install_review  # noqa: E402
 from sample_run import write_sample_spec  # noqa: E402
 from app.shortcuts import SHORTCUTS  # noqa: E402
-from studio_support import ThresholdEngine, isolate  # noqa: E402
 from medplib_core.batch import Manifest, run_batch  # noqa: E402
 from medplib_core.batch.manifest import file_sha256  # noqa: E402
 from medplib_core.batch.review import ReviewQueue  # noqa: E402
@@ -46,23 +44,12 @@ def sample(tmp_path_factory):
 
 
 @pytest.fixture
-def make_win(qtbot, tmp_path):
-    isolate(tmp_path)
-    wins = []
-
+def make_win(make_window):
     def make():
-        w = MainWindow(engine_factory=ThresholdEngine, autosave_ms=300)
-        qtbot.addWidget(w)
-        ui = install_review(w)
-        w.resize(1300, 820)
-        w.show()
-        qtbot.waitExposed(w)
-        wins.append(w)
-        return w, ui
+        w = make_window(size=(1300, 820), wait_engine=False)
+        return w, install_review(w)  # installed with the window: this returns it
 
-    yield make
-    for w in wins:
-        w.close()
+    return make
 
 
 def wait_case(qtbot, ui, case):

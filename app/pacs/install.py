@@ -1,10 +1,10 @@
-"""`install_pacs(window)`: the File menu entries for the PACS and the dialogs behind them."""
+"""`install_pacs(window)`: the File menu entries for the PACS and the dialogs behind them,
+added through the window's extension points."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import QObject
 
-from ..actions import make_action
 from .browser import StudyBrowser
 from .send_dialog import SendDialog
 from .servers import ServerStore
@@ -17,29 +17,15 @@ class PacsUI(QObject):
         self.store = ServerStore(window.settings)
         self.browser: StudyBrowser | None = None
         self.send_dialog: SendDialog | None = None
-        self.open_action = make_action(window, "pacs_open", "Open from PACS…", self.show_browser, "open_folder")
-        self.send_action = make_action(window, "pacs_send", "Send to PACS…", self.show_send, "export")
+        # File ▸ Open from PACS… after Open project…, Send to PACS… after Import labels…
+        self.open_action = window.add_action("pacs_open", "Open from PACS…", self.show_browser, "open_folder",
+                                             menu="file", after="open_project")
+        self.send_action = window.add_action("pacs_send", "Send to PACS…", self.show_send, "export",
+                                             menu="file", after="import_labels")
         self.open_action.setToolTip("Search a PACS (DICOMweb) and open a series")
         self.send_action.setToolTip("Store the labels on a PACS as a DICOM SEG (STOW-RS)")
-        self._menu()
         window.doc.volume_changed.connect(self._update)
         self._update()
-
-    def _menu(self) -> None:
-        """Open from PACS after Open project…, Send to PACS after the export menu."""
-        bar = self.win.menuBar()
-        file_menu = bar.actions()[0].menu()
-        acts = file_menu.actions()
-        names = self.win.actions_by_name
-
-        def after(action):
-            i = acts.index(action) if action in acts else len(acts) - 1
-            return acts[i + 1] if i + 1 < len(acts) else None
-
-        anchor = after(names.get("open_project"))
-        file_menu.insertAction(anchor, self.open_action) if anchor else file_menu.addAction(self.open_action)
-        anchor = after(names.get("import_labels"))
-        file_menu.insertAction(anchor, self.send_action) if anchor else file_menu.addAction(self.send_action)
 
     def _update(self) -> None:
         vol = self.win.doc.volume
@@ -66,5 +52,8 @@ class PacsUI(QObject):
 
 
 def install_pacs(window) -> PacsUI:
-    window.pacs = PacsUI(window)
-    return window.pacs
+    """Add the PACS entries to ``window`` (once); kept as ``window.extension("pacs")``."""
+    existing = window.extension("pacs")
+    if existing is not None:
+        return existing
+    return window.add_extension("pacs", PacsUI(window))

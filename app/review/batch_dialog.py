@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (QCheckBox, QDialog, QFileDialog, QFormLayout, QHB
                                QPlainTextEdit, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from medplib_core.batch import BatchSpec, load_spec, run_batch
-from medplib_core.cli.batch import _fmt_s as fmt_seconds
+from medplib_core.batch.runner import format_duration
 
 from ..dialogs import explain
 from ..workers import TaskRunner
@@ -38,7 +38,6 @@ def _snapshot(prog) -> dict[str, Any]:
 class BatchDialog(QDialog):
     """Run a batch spec from the GUI (non-modal; the viewer stays usable meanwhile)."""
 
-    run_finished = Signal(dict)  # run_batch's summary
     progressed = Signal(dict)  # each progress snapshot (the review dock refreshes on it)
 
     def __init__(self, parent: QWidget | None = None, settings=None,
@@ -185,8 +184,8 @@ class BatchDialog(QDialog):
         self.bar.setValue(p["done"])
         stopping = " — stopping after the running case(s)…" if self.stop_event and self.stop_event.is_set() else ""
         self.status.setText(f"{p['done']}/{p['total']}  ok {p['ok']}  failed {p['failed']}  "
-                            f"skipped {p['skipped']}  elapsed {fmt_seconds(p['elapsed'])}  "
-                            f"ETA {fmt_seconds(p['eta'])}{stopping}")
+                            f"skipped {p['skipped']}  elapsed {format_duration(p['elapsed'])}  "
+                            f"ETA {format_duration(p['eta'])}{stopping}")
         last = p["last"]
         if last is not None and last is not getattr(self, "_last_logged", None):
             self._last_logged = last
@@ -203,14 +202,13 @@ class BatchDialog(QDialog):
         self.summary = summary
         state = "Stopped" if summary["stopped"] else "Finished"
         text = (f"{state}: {summary['ok']} ok, {summary['failed']} failed, {summary['skipped']} skipped "
-                f"of {summary['total']} in {fmt_seconds(summary['elapsed_s'])} "
+                f"of {summary['total']} in {format_duration(summary['elapsed_s'])} "
                 f"with {summary['workers']} worker(s).")
         if summary["stopped"]:
             text += " Run again to resume."
         self.status.setText(text)
         self.log.appendPlainText(text)
         self._update_buttons()
-        self.run_finished.emit(summary)
         if self.open_when_done.isChecked() and not summary["stopped"]:
             self._open_review()
 

@@ -21,6 +21,7 @@ from medplib_core.batch.review import ReviewItem, ReviewQueue
 from medplib_core.errors import MedplibError
 from medplib_core.export import export_labels, import_labels
 from medplib_core.session import SaveTarget
+from medplib_core.text_enum import TextEnum
 
 from ..dialogs import error_from_exception, explain, show_error
 from ..workers import TaskRunner
@@ -33,12 +34,19 @@ def _reviewer_default() -> str:
         return ""
 
 
+class ReviewState(TextEnum):
+    IDLE = "idle"
+    LOADING = "loading"  # a case's scan and labels
+    SAVING = "saving"  # edited labels
+    EXPORTING = "exporting"
+
+
 class ReviewController(QObject):
     """Owns the open `ReviewQueue` and the case shown in the window's viewer."""
 
     queue_changed = Signal()  # the run, its items or their decisions changed
     current_changed = Signal()  # another case is selected, or its load state changed
-    state_changed = Signal(str)  # "idle", "loading", "saving", "exporting"
+    state_changed = Signal(str)  # a ReviewState
     message = Signal(str)
 
     def __init__(self, window):
@@ -50,7 +58,7 @@ class ReviewController(QObject):
         self.current: str | None = None  # selected case
         self.loaded_case: str | None = None  # case whose scan and labels are in the viewer
         self.load_error: str | None = None
-        self.state = "idle"
+        self.state = ReviewState.IDLE
         self.advance = True  # go to the next unreviewed case after a decision
         self.reviewer = window.settings.get("review/reviewer", _reviewer_default(), str)
         self.note = ""
@@ -110,24 +118,24 @@ class ReviewController(QObject):
 
     def can_accept(self) -> bool:
         it = self.item
-        return (self.state == "idle" and self.shown and it is not None and it.status == "ok"
+        return (self.state is ReviewState.IDLE and self.shown and it is not None and it.status == "ok"
                 and it.labels is not None and it.labels.is_file())
 
     def can_save_edits(self) -> bool:
-        return self.state == "idle" and self.shown
+        return self.state is ReviewState.IDLE and self.shown
 
     def can_reject(self) -> bool:
-        return self.state == "idle" and self.item is not None
+        return self.state is ReviewState.IDLE and self.item is not None
 
     # ----- navigation --------------------------------------------------------------------------
     def go_to(self, case: str, force: bool = False) -> None:
         """Select ``case`` and open its scan with its labels (asks first about unsaved edits)."""
         if self.queue is None:
             return
-        if self.state == "saving":  # the edits of the shown case are being written
+        if self.state is ReviewState.SAVING:  # the edits of the shown case are being written
             self.current_changed.emit()
             return
-        if case == self.current and (self.loaded_case == case or self.state == "loading"):
+        if case == self.current and (self.loaded_case == case or self.state is ReviewState.LOADING):
             return
         if not force and self._ask_if_unsaved(lambda: self.go_to(case, force=True)):
             self.current_changed.emit()  # the list goes back to the case still shown
@@ -156,7 +164,7 @@ class ReviewController(QObject):
         self._request += 1
         req = self._request
         labels = it.labels if it.labels is not None and it.labels.is_file() else None
-        self._set_state("loading")
+        self._set_state(ReviewState.LOADING)
         self.current_changed.emit()
 
         def work():
@@ -169,14 +177,14 @@ class ReviewController(QObject):
                 return
             vol, imported, peak = result
             self._show(it, vol, imported, peak)
-            self._set_state("idle")
+            self._set_state(ReviewState.IDLE)
             self.current_changed.emit()
 
         def failed(exc):
             if req != self._request:
                 return
             self.load_error = explain(exc)[0]
-            self._set_state("idle")
+            self._set_state(ReviewState.IDLE)
             self.current_changed.emit()
 
         self.runner.submit(work, name=f"review {it.case}", on_done=done, on_error=failed)
@@ -260,7 +268,7 @@ class ReviewController(QObject):
 
     def _revert_if_still(self, case: str | None) -> None:
         """After discarding edits: if ``case`` is still shown, show its label file again."""
-        if case is not None and self.shown and self.current == case and self.state == "idle":
+        if case is not None and self.shown and self.current == case and self.state is ReviewState.IDLE:
             self._load(self.item)
 
     # ----- decisions ---------------------------------------------------------------------------
@@ -305,17 +313,17 @@ class ReviewController(QObject):
         mark = self.doc.save_state.mark()
         job = self.doc.project_job(lambda p: export_labels(path, p.label_array, vol, p.labels, extra))
         case = it.case
-        self._set_state("saving")
+        self._set_state(ReviewState.SAVING)
 
         def done(written):
-            self._set_state("idle")
+            self._set_state(ReviewState.IDLE)
             if self.loaded_case == case:
                 self.doc.save_state.saved(SaveTarget.REVIEW, mark)
                 self.doc.save_state.saved(SaveTarget.PROJECT)
             self._decide("edited", edited_labels=Path(written), case=case, then=then)
 
         def failed(exc):
-            self._set_state("idle")
+            self._set_state(ReviewState.IDLE)
             error_from_exception(self.win, "Cannot save the edited labels", exc)
 
         self.runner.submit(job, name="save edits", on_done=done, on_error=failed)
@@ -348,16 +356,16 @@ class ReviewController(QObject):
         if self.queue is None:
             return None
         queue = self.queue
-        self._set_state("exporting")
+        self._set_state(ReviewState.EXPORTING)
 
         def done(written):
-            self._set_state("idle")
+            self._set_state(ReviewState.IDLE)
             self.message.emit(f"Exported {len(written)} label map(s) to {dest}")
             if on_done:
                 on_done(written)
 
         def failed(exc):
-            self._set_state("idle")
+            self._set_state(ReviewState.IDLE)
             error_from_exception(self.win, "Export failed", exc)
 
         return self.runner.submit(queue.export_accepted, dest, name="export accepted",
@@ -368,8 +376,8 @@ class ReviewController(QObject):
         self.reviewer = name.strip()
         self.win.settings.set("review/reviewer", self.reviewer)
 
-    def _set_state(self, state: str) -> None:
-        if state != self.state:
+    def _set_state(self, state: ReviewState) -> None:
+        if state is not self.state:
             self.state = state
             self.state_changed.emit(state)
 

@@ -1,22 +1,21 @@
-"""`install_review(window)`: the Review dock, its actions and keys, and File ▸ Review menu."""
+"""`install_review(window)`: the Review dock, its actions and keys, and File ▸ Review menu,
+added through the window's extension points."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QObject, Qt
+from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QFileDialog, QMenu
+from PySide6.QtWidgets import QFileDialog
 
-from ..actions import make_action
-from ..shortcuts import SHORTCUTS
 from .batch_dialog import BatchDialog
 from .controller import ReviewController
 from .panel import ReviewPanel
 
 MANIFEST_FILTER = "Run manifest (manifest.jsonl);;JSON lines (*.jsonl);;All files (*)"
 
-# action id -> (key, description); merged into the app's shortcut table (Help ▸ Keyboard shortcuts)
+# action id -> (key, description); added to the window's shortcut table (Help ▸ Keyboard shortcuts)
 REVIEW_SHORTCUTS: dict[str, tuple[str, str]] = {
     "review_accept": ("Alt+A", "Review: accept the case's labels"),
     "review_save": ("Alt+S", "Review: save the edited labels (decision “edited”)"),
@@ -33,34 +32,28 @@ class ReviewUI(QObject):
         super().__init__(window)
         self.win = window
         self.controller = ReviewController(window)
-        for name, spec in REVIEW_SHORTCUTS.items():
-            SHORTCUTS.setdefault(name, spec)
+        window.add_shortcuts(REVIEW_SHORTCUTS)
         self.actions = self._actions()
         self.panel = ReviewPanel(self.controller, self.actions)
-        self.dock = window.add_panel("Review", self.panel, "review_dock")
-        if getattr(window, "chat_dock", None) is not None:
-            window.tabifyDockWidget(window.chat_dock, self.dock)
-            window.chat_dock.raise_()  # the chat stays in front until a run is opened
-        if not window.restoreDockWidget(self.dock):
-            self.dock.hide()  # shown when a run opens, or from View ▸ Panels
+        # beside the chat (which stays in front), hidden until a run opens or View ▸ Panels shows it
+        self.dock = window.add_panel("Review", self.panel, "review_dock", tab_with="chat_dock", visible=False)
         self.batch_dialog: BatchDialog | None = None
         self._menu()
-        window.installEventFilter(self)
+        window.on_close(self.shutdown)
 
     def _actions(self) -> dict[str, QAction]:
         w, c = self.win, self.controller
-        acts = {
-            "review_open": make_action(w, "review_open", "Open run…", self.open_run_dialog, "open_file"),
-            "review_open_folder": make_action(w, "review_open_folder", "Open run folder…",
-                                              self.open_run_folder_dialog, "open_folder"),
-            "review_batch": make_action(w, "review_batch", "Run batch…", self.show_batch_dialog, "engine"),
-            "review_export": make_action(w, "review_export", "Export accepted…", self.export_dialog, "export"),
-            "review_accept": make_action(w, "review_accept", "Accept", c.accept, "accept"),
-            "review_save": make_action(w, "review_save", "Save edits", c.save_edits, "save_project"),
-            "review_reject": make_action(w, "review_reject", "Reject", c.reject, "discard"),
-            "review_previous": make_action(w, "review_previous", "◀ Previous", lambda: c.step(-1)),
-            "review_next": make_action(w, "review_next", "Next ▶", lambda: c.step(1)),
-        }
+        acts = {name: w.add_action(name, text, slot, icon_name) for name, text, slot, icon_name in (
+            ("review_open", "Open run…", self.open_run_dialog, "open_file"),
+            ("review_open_folder", "Open run folder…", self.open_run_folder_dialog, "open_folder"),
+            ("review_batch", "Run batch…", self.show_batch_dialog, "engine"),
+            ("review_export", "Export accepted…", self.export_dialog, "export"),
+            ("review_accept", "Accept", c.accept, "accept"),
+            ("review_save", "Save edits", c.save_edits, "save_project"),
+            ("review_reject", "Reject", c.reject, "discard"),
+            ("review_previous", "◀ Previous", lambda: c.step(-1), None),
+            ("review_next", "Next ▶", lambda: c.step(1), None),
+        )}
         acts["review_open"].setToolTip("Open a batch run's manifest.jsonl to review its cases")
         acts["review_batch"].setToolTip("Run a batch spec (YAML/JSON) with progress; then review it")
         acts["review_export"].setToolTip("Copy the accepted and edited label maps (with sidecars) to a folder")
@@ -68,15 +61,7 @@ class ReviewUI(QObject):
 
     def _menu(self) -> None:
         """File ▸ Review, just above Quit."""
-        bar = self.win.menuBar()
-        file_menu = bar.actions()[0].menu() if bar.actions() else bar.addMenu("&File")
-        sub = QMenu("Review", file_menu)
-        quit_action = self.win.actions_by_name.get("quit")
-        if quit_action is not None and quit_action in file_menu.actions():
-            file_menu.insertMenu(quit_action, sub)
-            file_menu.insertSeparator(quit_action)
-        else:
-            file_menu.addMenu(sub)
+        sub = self.win.add_submenu("file", "Review", before="quit")
         for name in ("review_batch", "review_open", "review_open_folder", None, "review_accept", "review_save",
                      "review_reject", "review_previous", "review_next", None, "review_export"):
             if name is None:
@@ -102,8 +87,8 @@ class ReviewUI(QObject):
         first = not self.dock.isVisible()
         self.dock.show()
         self.dock.raise_()
-        labels = getattr(self.win, "labels_dock", None)
-        if first and labels is not None and labels.isVisible() and not self.win.tabifiedDockWidgets(self.dock):
+        labels = self.win.labels_dock
+        if first and labels.isVisible() and not self.win.tabifiedDockWidgets(self.dock):
             total = labels.height() + self.dock.height()
             self.win.resizeDocks([labels, self.dock], [max(160, total // 4), total - max(160, total // 4)],
                                  Qt.Orientation.Vertical)
@@ -143,20 +128,16 @@ class ReviewUI(QObject):
             self.controller.reload()
 
     # ----- shutdown ----------------------------------------------------------------------------
-    def eventFilter(self, obj, ev) -> bool:  # noqa: N802
-        if obj is self.win and ev.type() == QEvent.Type.Close:
-            if self.batch_dialog is not None:
-                self.batch_dialog.shutdown()
-            self.controller.shutdown()
-        return False
+    def shutdown(self) -> None:
+        if self.batch_dialog is not None:
+            self.batch_dialog.shutdown()
+        self.controller.shutdown()
 
 
 def install_review(window) -> ReviewUI:
     """Add the Review dock and File ▸ Review menu to ``window`` (once); returns the pieces,
-    also stored as ``window.review``."""
-    existing = getattr(window, "review", None)
-    if isinstance(existing, ReviewUI):
-        return existing  # installed already
-    ui = ReviewUI(window)
-    window.review = ui
-    return ui
+    also kept as ``window.extension("review")``."""
+    existing = window.extension("review")
+    if existing is not None:
+        return existing
+    return window.add_extension("review", ReviewUI(window))

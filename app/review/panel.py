@@ -13,7 +13,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QFormLayout, QHBoxL
 
 from medplib_core.batch.review import ReviewItem
 
-from .controller import ReviewController
+from .controller import ReviewController, ReviewState
 
 COLUMNS = ("Case", "Batch", "Decision", "Details")
 COL_CASE, COL_BATCH, COL_DECISION, COL_DETAILS = range(4)
@@ -209,7 +209,7 @@ class ReviewPanel(QWidget):
             if it.status != "ok":
                 lines.append(f"<span style='color:#c0392b'>Batch failed: {details_text(it)}</span> "
                              "(cannot be accepted)")
-            if c.state == "loading":
+            if c.state is ReviewState.LOADING:
                 lines.append("Loading the scan…")
             elif c.shown:
                 lines.append(f"Scan {Path(it.input).name} · labels {self._labels_text(it)}")
@@ -242,7 +242,7 @@ class ReviewPanel(QWidget):
         i = c.index()
         a["review_previous"].setEnabled(has and i > 0)
         a["review_next"].setEnabled(has and i < len(c.queue) - 1)
-        a["review_export"].setEnabled(has and c.state == "idle")
+        a["review_export"].setEnabled(has and c.state is ReviewState.IDLE)
         self.save_btn.setStyleSheet("font-weight: bold;" if c.has_unsaved_edits() else "")
 
     # ----- user ------------------------------------------------------------------------------

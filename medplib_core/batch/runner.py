@@ -49,6 +49,15 @@ class BatchProgress:
         return self.elapsed / ran * left
 
 
+def format_duration(seconds: float | None) -> str:
+    """``mm:ss`` (``h:mm:ss`` from an hour on); ``--:--`` when unknown (progress displays)."""
+    if seconds is None:
+        return "--:--"
+    m, s = divmod(int(seconds + 0.5), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
 def default_workers(engine_cfg: dict[str, Any]) -> int:
     device = str(engine_cfg.get("device", "auto"))
     try:

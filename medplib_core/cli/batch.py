@@ -16,15 +16,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _fmt_s(seconds: float | None) -> str:
-    if seconds is None:
-        return "--:--"
-    m, s = divmod(int(seconds + 0.5), 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
-
-
 def progress_line(prog) -> str:
+    from medplib_core.batch.runner import format_duration
+
+
     width = 28
     filled = int(width * prog.done / max(prog.total, 1))
     bar = "#" * filled + "." * (width - filled)
@@ -32,7 +27,7 @@ def progress_line(prog) -> str:
     if prog.last is not None:
         last = f"  last: {prog.last.get('case')} {prog.last.get('status')}"
     return (f"[{bar}] {prog.done}/{prog.total}  ok {prog.ok}  failed {prog.failed}  skipped {prog.skipped}"
-            f"  elapsed {_fmt_s(prog.elapsed)}  ETA {_fmt_s(prog.eta_s)}{last}")
+            f"  elapsed {format_duration(prog.elapsed)}  ETA {format_duration(prog.eta_s)}{last}")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,34 +1,37 @@
-"""`medplib-studio`: with no arguments the GUI; subcommands for command-line work.
+"""The headless subcommands of ``medplib-studio``: ``python -m medplib_core.cli.main COMMAND``.
 
-Each subcommand lives in its own module of this package and exposes
-``register(subparsers)``, which adds its parser and sets ``func`` to the handler
-``func(args) -> int``.
+Each subcommand lives in its own module of this package and exposes ``register(subparsers)``,
+which adds its parser and sets ``func`` to the handler ``func(args) -> int``. The desktop
+application is not here: ``medplib-studio`` itself is `app.launcher`, which adds the ``gui``
+command (the default) through `build_parser`'s ``extra`` hook and dispatches the rest to `run`.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
+from typing import Callable
 
-# Module names under medplib_core.cli, one per subcommand family.
-COMMANDS: tuple[str, ...] = ("info", "convert_labels", "batch", "medplib", "segment", "stats")
+from . import batch, convert_labels, info, medplib, segment, stats
+
+# One module per subcommand family, in the order ``--help`` lists them.
+COMMANDS = (info, convert_labels, batch, medplib, segment, stats)
+
+Subparsers = argparse._SubParsersAction
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(extra: Callable[[Subparsers], None] | None = None) -> argparse.ArgumentParser:
+    """The ``medplib-studio`` parser; ``extra(subparsers)`` adds commands of another package."""
     parser = argparse.ArgumentParser(
         prog="medplib-studio",
-        description="MedPLIB Studio: open scans, segment, chat with MedPLIB, export labels. "
-        "Run without arguments to open the desktop application.",
+        description="MedPLIB Studio: open scans, segment, chat with MedPLIB, export labels.",
     )
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    gui = sub.add_parser("gui", help="open the desktop application (the default)")
-    # The GUI's options live with the GUI (app.main imports no Qt at module level).
-    importlib.import_module("app.main").add_arguments(gui)
-    gui.set_defaults(func=_run_gui)
-    for name in COMMANDS:
-        importlib.import_module(f"medplib_core.cli.{name}").register(sub)
+    if extra is not None:
+        extra(sub)
+    for module in COMMANDS:
+        module.register(sub)
     return parser
 
 
@@ -38,18 +41,8 @@ def _version() -> str:
     return f"medplib-studio {__version__}"
 
 
-def _run_gui(args: argparse.Namespace) -> int:
-    # The GUI lives in the separate `app` package; medplib_core itself never imports Qt.
-    gui_main = importlib.import_module("app.main")
-    return int(gui_main.main(gui_main.argv_from(args)) or 0)
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser()
-    if not argv:
-        argv = ["gui"]
-    args = parser.parse_args(argv)
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Run a parsed subcommand; errors of the `MedplibError` family become one line and exit 1."""
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -63,6 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    return run(args, parser)
 
 
 if __name__ == "__main__":

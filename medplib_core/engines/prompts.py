@@ -61,7 +61,7 @@ def check_box(box: Sequence[float], shape: tuple[int, int]) -> Box:
         raise PromptError(f"the box has non-finite coordinates: {box!r}")
     if x1 < x0 or y1 < y0:
         raise PromptError(
-            f"the box is inverted (x1 < x0 or y1 < y0): {box!r}; use box_from_corners() for drags"
+            f"the box is inverted (x1 < x0 or y1 < y0): {box!r}; (x0, y0) is the top-left corner"
         )
     h, w = shape
     if x1 < 0 or y1 < 0 or x0 > w - 1 or y0 > h - 1:
@@ -71,11 +71,6 @@ def check_box(box: Sequence[float], shape: tuple[int, int]) -> Box:
     if x1 - x0 < 1.0 or y1 - y0 < 1.0:
         raise PromptError(f"the box {box!r} is empty (less than 2 pixels wide or high in the image)")
     return x0, y0, x1, y1
-
-
-def box_from_corners(p0: Sequence[float], p1: Sequence[float]) -> Box:
-    """The box spanned by two dragged corners, in either order."""
-    return (min(p0[0], p1[0]), min(p0[1], p1[1]), max(p0[0], p1[0]), max(p0[1], p1[1]))
 
 
 def check_points(points, labels, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -120,30 +115,6 @@ def expand_box(box: Box, frac: float, shape: tuple[int, int], min_pad: float = 0
     py = max((y1 - y0) * frac, min_pad)
     h, w = shape
     return (max(0.0, x0 - px), max(0.0, y0 - py), min(w - 1.0, x1 + px), min(h - 1.0, y1 + py))
-
-
-def components(mask: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
-    """``(n, labels, areas)`` of the 8-connected components of a bool mask (label 0 = background)."""
-    n, lab, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    return n, lab, stats[:, cv2.CC_STAT_AREA]
-
-
-def largest_component(mask: np.ndarray) -> np.ndarray:
-    """The largest 8-connected component of a bool mask."""
-    n, lab, areas = components(mask)
-    if n <= 2:
-        return mask.astype(bool)
-    return lab == 1 + int(np.argmax(areas[1:]))
-
-
-def fill_holes(mask: np.ndarray) -> np.ndarray:
-    """Fill background regions not connected to the image border."""
-    m = mask.astype(np.uint8)
-    inv = 1 - m
-    n, lab, stats, _ = cv2.connectedComponentsWithStats(inv, connectivity=4)
-    border = set(np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]])).tolist())
-    holes = np.isin(lab, [i for i in range(1, n) if i not in border])
-    return mask.astype(bool) | holes
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:

@@ -1,0 +1,37 @@
+"""``medplib-studio``: the desktop application (the default, or ``gui``) or a headless subcommand.
+
+The subcommands are the core's (`medplib_core.cli.main`); this launcher adds ``gui`` to them
+and imports Qt only when the window opens, so ``medplib-studio info scan.dcm`` stays headless.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from medplib_core.cli import main as core_cli
+
+from .main import add_arguments, argv_from
+
+
+def _add_gui(sub) -> None:
+    gui = sub.add_parser("gui", help="open the desktop application (the default)")
+    add_arguments(gui)
+    gui.set_defaults(func=_run_gui)
+
+
+def _run_gui(args: argparse.Namespace) -> int:
+    from .main import main as gui_main
+
+    return int(gui_main(argv_from(args)) or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = core_cli.build_parser(extra=_add_gui)
+    parser.description += " Run without a command to open the desktop application."
+    return core_cli.run(parser.parse_args(argv or ["gui"]), parser)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
