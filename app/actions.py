@@ -94,11 +94,11 @@ def build(win) -> None:
         act = QAction(f"{name}  (L {c:g} / W {wd:g})", win)
         if n <= 9:
             act.setShortcut(QKeySequence(f"Ctrl+{n}"))
-        act.triggered.connect(lambda *_, c=c, wd=wd: win.doc.set_window(c, wd))
+        act.triggered.connect(lambda *_, c=c, wd=wd: win.session.set_window(c, wd))
         win.addAction(act)
         win.actions_by_name[f"preset_{n}"] = act
         w.addAction(act)
-    w.addAction(A("auto_window", "Automatic (0.5–99.5 percentile)", win.doc.auto_window, "window"))
+    w.addAction(A("auto_window", "Automatic (0.5–99.5 percentile)", win.session.auto_window, "window"))
 
     h = win.menus["help"] = mb.addMenu("&Help")
     h.addAction(A("shortcuts", "Keyboard shortcuts", win.show_shortcuts, "shortcuts"))

@@ -1,10 +1,9 @@
-"""`Document`: the Qt face of the core `AnnotationSession` (its events become signals).
+"""`Document`: the Qt face of the core `AnnotationSession`: its events become signals.
 
-The session (`medplib_core.session.AnnotationSession`) holds the scan, labels, prompts, the
-proposal, the window, the chat and the undo history, and does every operation. The document
-only turns the session's events into Qt signals, so widgets connect the way Qt widgets do;
-reading state and calling operations go straight through to the session (``doc.paint(...)``
-is ``doc.session.paint(...)``). Setting attributes does not: set them on ``doc.session``.
+The session (`medplib_core.session.AnnotationSession`, ``doc.session``) holds the scan, labels,
+prompts, the proposal, the window, the chat and the undo history, and does every operation;
+views read it and call it. The document only turns the session's events into Qt signals, so
+widgets connect the way Qt widgets do (queued across threads when needed).
 """
 
 from __future__ import annotations
@@ -15,8 +14,7 @@ from medplib_core.session import AnnotationSession
 
 
 class Document(QObject):
-    """Signals for the session's events (those the GUI listens to); everything else is the
-    session's."""
+    """Signals for the session's events (those the GUI listens to)."""
 
     volume_changed = Signal()
     labels_changed = Signal()  # label definitions (name, colour, visibility, lock, ...)
@@ -42,9 +40,3 @@ class Document(QObject):
                               (ev.chat, self.chat_changed), (ev.view_state, self.view_state_loaded),
                               (ev.changed, self.changed)):
             event.connect(signal.emit)
-
-    def __getattr__(self, name: str):
-        # only reached for names the QObject does not have: the session's state and operations
-        if name == "session":
-            raise AttributeError(name)
-        return getattr(self.session, name)

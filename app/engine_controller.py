@@ -47,7 +47,8 @@ class EngineController(QObject):
     def __init__(self, doc: Document, factory: Callable[[], SegmentationEngine] | None = None,
                  parent: QObject | None = None):
         super().__init__(parent)
-        self.doc = doc
+        self.doc = doc  # signals
+        self.session = doc.session  # state and operations
         self.factory = factory or default_engine_factory
         self.engine: SegmentationEngine | None = None
         self.runner = TaskRunner(1, self, "engine")
@@ -165,14 +166,14 @@ class EngineController(QObject):
         self.pending = {"orientation": orientation, "index": index, "prompt": prompt.describe()}
         self._set_state(EngineState.BUSY, "segmenting…")
         engine = self.engine
-        volume = self.doc.volume
+        volume = self.session.volume
         started = time.perf_counter()
 
         def work():
             return engine.encode(pixels).predict(prompt)
 
         def done(result):
-            if req != self._request or self.doc.volume is not volume:
+            if req != self._request or self.session.volume is not volume:
                 return  # superseded, abandoned, or another scan is open now
             self.pending = None
             self.last_latency_ms = (time.perf_counter() - started) * 1000.0
@@ -182,9 +183,9 @@ class EngineController(QObject):
             if result.empty:
                 self.error.emit("No mask", f"{result.reason or 'the model returned an empty mask'}. "
                                 "Try a tighter box or add a positive point on the object.")
-                self.doc.discard()
+                self.session.discard()
                 return
-            self.doc.propose_result(result, prompt, orientation, index, kind,
+            self.session.propose_result(result, prompt, orientation, index, kind,
                                     gui_latency_ms=round(self.last_latency_ms, 1))
 
         def failed(exc):

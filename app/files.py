@@ -40,7 +40,8 @@ class FileController(QObject):
 
     def __init__(self, doc: Document, parent_widget: QWidget):
         super().__init__(parent_widget)
-        self.doc = doc
+        self.doc = doc  # signals
+        self.session = doc.session  # state and operations
         self.win = parent_widget
         self.runner = TaskRunner(2, self, "files")
         self.project_path: str | None = None
@@ -118,9 +119,9 @@ class FileController(QObject):
 
     def _load(self, path: str, series, then) -> None:
         def done(vol):
-            self.doc.open(vol, path, series)
+            self.session.open(vol, path, series)
             self.project_path = None
-            self.doc.save_state.saved(SaveTarget.PROJECT)  # nothing to save yet
+            self.session.save_state.saved(SaveTarget.PROJECT)  # nothing to save yet
             for note in (vol.source.notes if vol.source else [])[:2]:
                 self.message.emit(note)
             self.opened.emit(path)
@@ -147,14 +148,14 @@ class FileController(QObject):
         def done(result):
             project, vol = result
             try:
-                self.doc.load_project(vol, project)
+                self.session.load_project(vol, project)
             except ValueError as exc:
                 show_error(self.win, "Cannot open the project", str(exc),
                            "The scan on disk changed since the project was saved.")
                 return
             self.project_path = str(source) if is_path else None
             if is_path:
-                self.doc.save_state.saved(SaveTarget.PROJECT)
+                self.session.save_state.saved(SaveTarget.PROJECT)
             self.opened.emit(str(source) if is_path else project.scan.get("path", ""))
             if on_loaded:
                 on_loaded()
@@ -163,14 +164,14 @@ class FileController(QObject):
 
     def save_project(self, folder: str | None = None, on_saved: Callable | None = None) -> bool:
         folder = folder or self.project_path
-        if not folder or self.doc.volume is None:
+        if not folder or self.session.volume is None:
             return False
-        job = self.doc.project_job(lambda project: save_project(folder, project))
-        mark = self.doc.save_state.mark()
+        job = self.session.project_job(lambda project: save_project(folder, project))
+        mark = self.session.save_state.mark()
 
         def done(_):
             self.project_path = str(folder)
-            self.doc.save_state.saved(SaveTarget.PROJECT, mark)
+            self.session.save_state.saved(SaveTarget.PROJECT, mark)
             self.saved.emit(str(folder))
             self.message.emit(f"Project saved: {folder}")
             if on_saved:
@@ -183,16 +184,16 @@ class FileController(QObject):
     @property
     def dirty(self) -> bool:
         """Changes not in the project file (a scan opened and left untouched has none)."""
-        return self.doc.save_state.dirty(SaveTarget.PROJECT)
+        return self.session.save_state.dirty(SaveTarget.PROJECT)
 
     # ----- labels in and out -----------------------------------------------------------------
     def export(self, path: str, on_done: Callable | None = None):
         """Write the labels (format by extension) with their sidecar; returns the task."""
-        if self.doc.volume is None:
+        if self.session.volume is None:
             return None
-        vol = self.doc.volume
-        extra = {"prompts": [r.to_json() for r in self.doc.prompts if r.status is PromptStatus.ACCEPTED]}
-        job = self.doc.project_job(lambda p: export_labels(path, p.label_array, vol, p.labels, extra))
+        vol = self.session.volume
+        extra = {"prompts": [r.to_json() for r in self.session.prompts if r.status is PromptStatus.ACCEPTED]}
+        job = self.session.project_job(lambda p: export_labels(path, p.label_array, vol, p.labels, extra))
 
         def done(written):
             self.message.emit(f"Exported labels: {written}")
@@ -204,12 +205,12 @@ class FileController(QObject):
                                   on_error=lambda exc: error_from_exception(self.win, "Export failed", exc))
 
     def import_labels(self, path: str) -> None:
-        vol = self.doc.volume
+        vol = self.session.volume
         if vol is None:
             return
 
         def done(imported):
-            self.doc.replace_labels(imported.array, imported.labels, description=f"import {Path(path).name}")
+            self.session.replace_labels(imported.array, imported.labels, description=f"import {Path(path).name}")
             for note in imported.notes:
                 self.message.emit(note)
             if not imported.array.any():

@@ -36,7 +36,7 @@ class PolicyDelegate(QStyledItemDelegate):
 
     def setEditorData(self, editor, index):  # noqa: N802
         value = self.panel._row_value(index.row())
-        lab = self.panel.doc.labels.get(value) if value is not None else None
+        lab = self.panel.session.labels.get(value) if value is not None else None
         editor.setCurrentIndex(0 if lab is None or lab.policy is OverlapPolicy.OVERWRITE else 1)
 
     def setModelData(self, editor, model, index):  # noqa: N802
@@ -67,7 +67,8 @@ class LabelsPanel(QWidget):
 
     def __init__(self, doc: Document, parent: QWidget | None = None):
         super().__init__(parent)
-        self.doc = doc
+        self.doc = doc  # signals
+        self.session = doc.session  # state and operations
         self._building = False
         self.table = QTableWidget(0, 7)
         self.table.setHorizontalHeaderLabels(["", "Label", "", "", "Overlap", "Voxels", "Volume"])
@@ -127,11 +128,11 @@ class LabelsPanel(QWidget):
 
     # ----- table -----------------------------------------------------------------------------
     def values(self) -> list[int]:
-        return [lab.value for lab in self.doc.labels]
+        return [lab.value for lab in self.session.labels]
 
     def rebuild(self) -> None:
         self._building = True
-        labels = list(self.doc.labels)
+        labels = list(self.session.labels)
         self.table.setRowCount(len(labels))
         for r, lab in enumerate(labels):
             colour = QTableWidgetItem()
@@ -166,15 +167,15 @@ class LabelsPanel(QWidget):
                 self.table.setItem(r, c, it)
         self._building = False
         self.update_counts()
-        self._select_value(self.doc.active_value)
+        self._select_value(self.session.active_value)
 
     def update_counts(self) -> None:
-        vol = self.doc.volume
+        vol = self.session.volume
         if vol is None:
             return
         self._building = True
         for r, value in enumerate(self.values()):
-            n = self.doc.counts.get(value, 0)
+            n = self.session.counts.get(value, 0)
             self.table.item(r, COL_VOXELS).setText(f"{n:,}")
             self.table.item(r, COL_VOLUME).setText(volume_text(n, vol.spacing))
         self._building = False
@@ -195,7 +196,7 @@ class LabelsPanel(QWidget):
             return
         v = self._row_value(self.table.currentRow())
         if v is not None:
-            self.doc.set_active(v)
+            self.session.set_active(v)
 
     def _item_changed(self, item: QTableWidgetItem) -> None:
         if self._building or item.column() != COL_NAME:
@@ -203,19 +204,19 @@ class LabelsPanel(QWidget):
         v = self._row_value(item.row())
         name = item.text().strip()
         if v is not None and name:
-            self.doc.update_label(v, "rename label", name=name)
+            self.session.update_label(v, "rename label", name=name)
 
     def _cell_clicked(self, row: int, col: int) -> None:
         v = self._row_value(row)
         if v is None:
             return
-        lab = self.doc.labels[v]
+        lab = self.session.labels[v]
         if col == COL_POLICY:
             self.edit_policy(row)
         elif col == COL_VISIBLE:
-            self.doc.update_label(v, visible=not lab.visible)
+            self.session.update_label(v, visible=not lab.visible)
         elif col == COL_LOCK:
-            self.doc.update_label(v, "lock label" if not lab.locked else "unlock label", locked=not lab.locked)
+            self.session.update_label(v, "lock label" if not lab.locked else "unlock label", locked=not lab.locked)
 
     def edit_policy(self, row: int) -> QComboBox | None:
         """Open the overlap-policy chooser of a row (what a click on the cell does)."""
@@ -227,7 +228,7 @@ class LabelsPanel(QWidget):
         return editor if isinstance(editor, QComboBox) else None
 
     def set_policy(self, value: int, index: int) -> None:
-        self.doc.update_label(value, "change overlap policy", policy=POLICIES[index][1])
+        self.session.update_label(value, "change overlap policy", policy=POLICIES[index][1])
 
     def _cell_double_clicked(self, row: int, col: int) -> None:
         if col == COL_COLOUR:
@@ -235,14 +236,14 @@ class LabelsPanel(QWidget):
 
     # ----- actions ---------------------------------------------------------------------------
     def add_label(self) -> None:
-        if self.doc.volume is not None:
-            self.doc.add_label()
+        if self.session.volume is not None:
+            self.session.add_label()
 
     def delete_label(self) -> None:
-        v = self.doc.active_value
-        if v and v in self.doc.labels:
+        v = self.session.active_value
+        if v and v in self.session.labels:
             try:
-                self.doc.remove_label(v)
+                self.session.remove_label(v)
             except LockedLabelError as exc:
                 show_error(self, "Label is locked", str(exc))
 
@@ -252,13 +253,13 @@ class LabelsPanel(QWidget):
             self.table.editItem(self.table.item(r, COL_NAME))
 
     def recolour_label(self) -> None:
-        v = self.doc.active_value
-        lab = self.doc.labels.get(v)
+        v = self.session.active_value
+        lab = self.session.labels.get(v)
         if lab is None:
             return
         dlg = QColorDialog(QColor(*lab.color), self)
         dlg.setWindowTitle(f"Colour of {lab.name}")
-        dlg.colorSelected.connect(lambda c: self.doc.update_label(v, "recolour label", color=(c.red(), c.green(), c.blue())))
+        dlg.colorSelected.connect(lambda c: self.session.update_label(v, "recolour label", color=(c.red(), c.green(), c.blue())))
         dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dlg.open()
         self.colour_dialog = dlg

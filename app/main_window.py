@@ -64,7 +64,8 @@ class MainWindow(QMainWindow):
         self._close_hooks: list[Callable[[], None]] = []
         self._extensions: dict[str, Any] = {}
         self.settings = settings or Settings()
-        self.doc = Document(parent=self)
+        self.doc = Document(parent=self)  # the session's signals
+        self.session = self.doc.session  # what the user is doing to the open scan
         self.tools = ToolState(self.settings.get("tool", "box", str), self.settings.get("brush_size", 10, int), self)
         self.viewer = ViewerArea(self.doc, self.tools)
         self.doc.session.view_state_provider = self.viewer.state
@@ -189,7 +190,7 @@ class MainWindow(QMainWindow):
     def _connect(self) -> None:
         d, s = self.doc, self.status
         self.panels_menu.addAction(self.labels_dock.toggleViewAction())
-        self.viewer.cursor_info.connect(lambda info: s.set_cursor(info, {l.value: l.name for l in d.labels}))
+        self.viewer.cursor_info.connect(lambda info: s.set_cursor(info, {l.value: l.name for l in self.session.labels}))
         self.viewer.active_changed.connect(lambda _: self._current_slice_changed())
         for v in self.viewer.views:
             v.index_changed.connect(lambda *_: self._current_slice_changed())
@@ -237,7 +238,7 @@ class MainWindow(QMainWindow):
         self.status.set_tool(t.tool, t.brush_size)
 
     def _on_volume(self) -> None:
-        vol = self.doc.volume
+        vol = self.session.volume
         a = self.actions_by_name
         is_dicom = bool(vol.source and vol.source.kind == "dicom")
         a["export_seg"].setEnabled(is_dicom)
@@ -262,7 +263,7 @@ class MainWindow(QMainWindow):
 
     def _current_slice_changed(self) -> None:
         v = self.viewer.active
-        if self.doc.volume is None:
+        if self.session.volume is None:
             return
         orientation, index, n = v.orientation, v.index, v.n_slices()
 
@@ -272,21 +273,21 @@ class MainWindow(QMainWindow):
         self.engine.set_current_slice(v.renderer.pixels(orientation, index), neighbours)
 
     def _update_actions(self) -> None:
-        a, h = self.actions_by_name, self.doc.history
+        a, h = self.actions_by_name, self.session.history
         if not a:
             return
         a["undo"].setEnabled(bool(h and h.can_undo))
         a["redo"].setEnabled(bool(h and h.can_redo))
         a["undo"].setText(f"Undo {h.undo_text()}" if h and h.can_undo else "Undo")
         a["redo"].setText(f"Redo {h.redo_text()}" if h and h.can_redo else "Redo")
-        has = self.doc.proposal is not None
+        has = self.session.proposal is not None
         a["accept"].setEnabled(has)
         a["discard"].setEnabled(True)
         for n in ("save_project", "save_project_as", "export_nifti", "import_labels"):
-            a[n].setEnabled(self.doc.volume is not None)
+            a[n].setEnabled(self.session.volume is not None)
 
     def _update_title(self) -> None:
-        name = Path(self.files.project_path or self.doc.path).name if self.doc.volume is not None else ""
+        name = Path(self.files.project_path or self.session.path).name if self.session.volume is not None else ""
         star = " *" if self.files.dirty else ""
         self.setWindowTitle(f"{name}{star} — MedPLIB Studio" if name else "MedPLIB Studio")
 
@@ -317,17 +318,17 @@ class MainWindow(QMainWindow):
     def apply_preset_index(self, i: int) -> None:
         data = self.preset_combo.itemData(i)
         if data == "auto":
-            self.doc.auto_window()
+            self.session.auto_window()
         elif data:
-            self.doc.set_window(*data)
+            self.session.set_window(*data)
         self.preset_combo.setCurrentIndex(0)
 
     def undo(self) -> None:
-        if not self.doc.undo():
+        if not self.session.undo():
             self.status.showMessage("Nothing to undo.", 3000)
 
     def redo(self) -> None:
-        if not self.doc.redo():
+        if not self.session.redo():
             self.status.showMessage("Nothing to redo.", 3000)
 
     def propagate(self) -> None:
@@ -343,7 +344,7 @@ class MainWindow(QMainWindow):
             self.files.open_path(path, series)
             return
         box = QMessageBox(QMessageBox.Icon.Question, "Unsaved changes",
-                          f"Save the changes to {Path(self.files.project_path or self.doc.path).name} first?",
+                          f"Save the changes to {Path(self.files.project_path or self.session.path).name} first?",
                           QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
                           | QMessageBox.StandardButton.Cancel, self)
 
@@ -382,9 +383,9 @@ class MainWindow(QMainWindow):
             self.save_project_as()
 
     def save_project_as(self) -> None:
-        if self.doc.volume is None:
+        if self.session.volume is None:
             return
-        stem = Path(self.doc.path).name.split(".")[0] or "project"
+        stem = Path(self.session.path).name.split(".")[0] or "project"
         path, _ = QFileDialog.getSaveFileName(self, "Save the project as a folder",
                                               str(Path(self._dir()) / f"{stem}{PROJECT_SUFFIX}"),
                                               f"MedPLIB Studio project (*{PROJECT_SUFFIX})")
@@ -394,10 +395,10 @@ class MainWindow(QMainWindow):
             self.files.save_project(path)
 
     def export_dialog(self, kind: str) -> None:
-        if self.doc.volume is None:
+        if self.session.volume is None:
             return
         ext = {"nifti": ".nii.gz", "seg": ".dcm", "png": ".png"}[kind]
-        stem = Path(self.doc.path).name.split(".")[0] or "labels"
+        stem = Path(self.session.path).name.split(".")[0] or "labels"
         path, _ = QFileDialog.getSaveFileName(self, "Export labels", str(Path(self._dir()) / f"{stem}_labels{ext}"),
                                               f"Labels (*{ext})")
         if path:
@@ -438,7 +439,7 @@ class MainWindow(QMainWindow):
             return
 
         def loaded():
-            self.doc.mark_changed()  # write it into this session's autosave at once
+            self.session.mark_changed()  # write it into this session's autosave at once
             self.autosaver.save_now()
             self.autosaver.store.discard(orphan)
             self.status.showMessage("Restored the autosaved session.", 8000)
@@ -472,7 +473,7 @@ class MainWindow(QMainWindow):
         if self.files.dirty and os.environ.get("MEDPLIB_STUDIO_KEEP_RECOVERY") != "0":
             self.autosaver.save_now()
             self.autosaver.runner.wait(10000)
-            self.autosaver.session.mark_closed()  # unsaved work stays: the next start offers it
+            self.autosaver.slot.mark_closed()  # unsaved work stays: the next start offers it
         else:
             self.autosaver.close()
         super().closeEvent(ev)

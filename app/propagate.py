@@ -21,7 +21,8 @@ class PropagationController(QObject):
 
     def __init__(self, doc: Document, engine: EngineController, parent=None):
         super().__init__(parent)
-        self.doc = doc
+        self.doc = doc  # signals
+        self.session = doc.session  # state and operations
         self.engine = engine
         self.task = None
         self.dialog = None
@@ -32,20 +33,20 @@ class PropagationController(QObject):
 
     def seed(self, view):
         """(2D display-order seed mask, where it came from) on the view's current slice."""
-        vol, p = self.doc.volume, self.doc.proposal
+        vol, p = self.session.volume, self.session.proposal
         if p is not None:
             m = p.mask_on(vol, view.orientation, view.index)
             if m is not None and m.any():
                 return m, f"proposal #{p.record.id}"
-        value = self.doc.active_value
+        value = self.session.active_value
         if value:
-            m = view.geometry().take(self.doc.labelmap.array) == value
+            m = view.geometry().take(self.session.labelmap.array) == value
             if m.any():
-                return m, f"label {self.doc.labels[value].name}"
+                return m, f"label {self.session.labels[value].name}"
         return None, ""
 
     def start(self, view) -> None:
-        vol = self.doc.volume
+        vol = self.session.volume
         if vol is None or vol.is_2d or self.running:
             return
         if not self.engine.ready or not self.engine.engine.supports(Capability.PROPAGATE):
@@ -58,7 +59,7 @@ class PropagationController(QObject):
                        "Draw a box to get a proposal (or paint the active label) on this slice, then press Ctrl+P.")
             return
         geom = view.geometry()
-        window = self.doc.window
+        window = self.session.window
         self.engine.cancel_prefetch()
         self.dialog = progress_dialog(self.parent(), f"Propagating {source} through the volume…", self.cancel)
         self.dialog.setMinimumDuration(0)
@@ -70,9 +71,9 @@ class PropagationController(QObject):
 
         def done(result):
             self._finish()
-            if self.doc.volume is not vol:
+            if self.session.volume is not vol:
                 return
-            self.doc.propose_propagation(result, self.engine.info(), source)
+            self.session.propose_propagation(result, self.engine.info(), source)
             stops = "; ".join(f"{k}: {v}" for k, v in result.summary.get("stops", {}).items())
             self.message.emit(f"Propagated over {result.n_slices} slices ({stops}). Enter accepts, Esc discards.")
             self.finished.emit(True)

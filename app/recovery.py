@@ -23,16 +23,17 @@ log = logging.getLogger(__name__)
 
 
 class Autosaver(QObject):
-    """Writes snapshots of the document into a `RecoverySession`."""
+    """Writes snapshots of the session into a `RecoverySession` (``slot``)."""
 
     saved = Signal(int)  # the session revision now safe on disk
 
     def __init__(self, doc: Document, store: RecoveryStore, interval_ms: int = 3000,
                  parent: QObject | None = None):
         super().__init__(parent)
-        self.doc = doc
+        self.doc = doc  # signals
+        self.session = doc.session  # state and operations
         self.store = store
-        self.session = store.start_session()
+        self.slot = store.start_session()  # this process's autosave folder
         self.runner = TaskRunner(1, self, "autosave")
         self.failures = 0
         self._saving = False
@@ -50,7 +51,7 @@ class Autosaver(QObject):
     @property
     def pending(self) -> bool:
         """Changes not yet in the snapshot."""
-        return self.doc.save_state.dirty(SaveTarget.AUTOSAVE)
+        return self.session.save_state.dirty(SaveTarget.AUTOSAVE)
 
     def save_now(self) -> None:
         """Snapshot now (no-op when nothing changed since the last snapshot)."""
@@ -59,15 +60,15 @@ class Autosaver(QObject):
         if self._saving:
             self.timer.start()
             return
-        if not self.doc.prompts and not self.doc.counts and not self.doc.history.can_undo and not len(self.doc.labels):
+        if not self.session.prompts and not self.session.counts and not self.session.history.can_undo and not len(self.session.labels):
             return  # an untouched scan: nothing worth recovering
         self._saving = True
-        mark = self.doc.save_state.mark()
-        job = self.doc.project_job(lambda project, edits: self.session.save(project, edits))
+        mark = self.session.save_state.mark()
+        job = self.session.project_job(lambda project, edits: self.slot.save(project, edits))
 
         def done(_):
             self._saving = False
-            self.doc.save_state.saved(SaveTarget.AUTOSAVE, mark)
+            self.session.save_state.saved(SaveTarget.AUTOSAVE, mark)
             self.saved.emit(mark.revision)
             if self.pending:
                 self.timer.start()
@@ -80,13 +81,13 @@ class Autosaver(QObject):
         self.runner.submit(job, mark.revision, name="autosave", on_done=done, on_error=failed)
 
     def orphans(self) -> list[Orphan]:
-        return [o for o in self.store.orphans() if o.folder != self.session.folder]
+        return [o for o in self.store.orphans() if o.folder != self.slot.folder]
 
     def close(self) -> None:
         """Clean exit: wait for a running save, then remove this session's folder."""
         self.timer.stop()
         self.runner.wait(10000)
-        self.session.close()
+        self.slot.close()
 
 
 def offer_restore(parent: QWidget, orphans: list[Orphan], on_restore, on_discard) -> QMessageBox:

@@ -36,7 +36,8 @@ class SegmentController(QObject):
 
     def __init__(self, doc: Document, engine: EngineController, parent: QObject | None = None):
         super().__init__(parent)
-        self.doc = doc
+        self.doc = doc  # signals
+        self.session = doc.session  # state and operations
         self.engine = engine
         self.views: list[SliceView] = []
         self.runner = TaskRunner(1, self, "edits")
@@ -80,7 +81,7 @@ class SegmentController(QObject):
 
     def on_point(self, view: SliceView, x: float, y: float, positive: bool) -> None:
         pt = (float(int(x)), float(int(y)))
-        p = self.doc.proposal
+        p = self.session.proposal
         same = (p is not None and not p.is_3d and p.record.orientation == view.orientation
                 and p.record.index == view.index and p.record.mask is not None)
         if same:
@@ -96,50 +97,50 @@ class SegmentController(QObject):
     # ----- edits -----------------------------------------------------------------------------
     def on_stroke(self, view: SliceView, mask: np.ndarray, erase: bool) -> None:
         try:
-            self.doc.paint(mask, view.orientation, view.index, erase=erase)
+            self.session.paint(mask, view.orientation, view.index, erase=erase)
         except LockedLabelError as exc:
             self.error.emit("Label is locked", str(exc))
 
     def accept(self) -> bool:
         """Enter: the proposal goes into the active label (a 3D one is written on a worker)."""
-        if self.doc.proposal is None:
+        if self.session.proposal is None:
             self.message.emit("Nothing to accept: draw a box, a click or a lasso first.")
             return False
         if self.accepting:
             return False
         try:
-            job = self.doc.begin_accept()
+            job = self.session.begin_accept()
         except LockedLabelError as exc:
             self.error.emit("Label is locked", str(exc))
             return False
         self.clear_pending()
         if job is None:
             return False
-        if not self.doc.proposal.is_3d:
-            self._accepted(self.doc.finish_accept(job, self.doc.write_accept(job)))
+        if not self.session.proposal.is_3d:
+            self._accepted(self.session.finish_accept(job, self.session.write_accept(job)))
             return True
         self.accepting = True
         self.message.emit("Writing the 3D proposal into the label…")
 
         def done(edit):
             self.accepting = False
-            self._accepted(self.doc.finish_accept(job, edit))
+            self._accepted(self.session.finish_accept(job, edit))
 
         def failed(exc):
             self.accepting = False
             self.error.emit("Accept failed", str(exc))
 
-        self.runner.submit(self.doc.write_accept, job, name="accept 3D", on_done=done, on_error=failed)
+        self.runner.submit(self.session.write_accept, job, name="accept 3D", on_done=done, on_error=failed)
         return True
 
     def _accepted(self, edit) -> None:
         if edit is None:
             self.message.emit("Accepted, but no voxel changed (locked labels or the merge policy kept them).")
         else:
-            self.message.emit(f"Accepted: {edit.changed:,} voxels into {self.doc.labels[self.doc.active_value].name}.")
+            self.message.emit(f"Accepted: {edit.changed:,} voxels into {self.session.labels[self.session.active_value].name}.")
 
     def discard(self) -> None:
         if self.engine.pending is not None:
             self.engine.abandon()
             return
-        self.doc.discard()
+        self.session.discard()

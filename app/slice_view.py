@@ -67,11 +67,12 @@ class SliceView(QWidget):
     def __init__(self, doc: Document, tools: ToolState, orientation: str = "axial",
                  renderer: SliceRenderer | None = None, parent: QWidget | None = None):
         super().__init__(parent)
-        self.doc = doc
+        self.doc = doc  # signals
+        self.session = doc.session  # state and operations
         self.orientation = orientation
         self.index = 0
         self.indices: dict[str, int] = {}
-        self.renderer = renderer or SliceRenderer(doc.session)
+        self.renderer = renderer or SliceRenderer(self.session)
         self._label_key = None
         self._prop_key = None
         self.overlay_visible = True
@@ -114,13 +115,13 @@ class SliceView(QWidget):
 
     # ----- state -----------------------------------------------------------------------------
     def n_slices(self) -> int:
-        return n_slices(self.doc.volume, self.orientation) if self.doc.volume is not None else 0
+        return n_slices(self.session.volume, self.orientation) if self.session.volume is not None else 0
 
     def geometry(self):
-        return slice_geometry(self.doc.volume, self.orientation, self.index)
+        return slice_geometry(self.session.volume, self.orientation, self.index)
 
     def _on_volume(self) -> None:
-        vol = self.doc.volume
+        vol = self.session.volume
         avail = available_orientations(vol)
         model = self.combo.model()
         for i, o in enumerate(ORIENTATIONS):
@@ -133,9 +134,9 @@ class SliceView(QWidget):
         self.canvas.fit()
 
     def set_orientation(self, orientation: str) -> None:
-        if orientation == self.orientation or self.doc.volume is None:
+        if orientation == self.orientation or self.session.volume is None:
             return
-        if orientation not in available_orientations(self.doc.volume):
+        if orientation not in available_orientations(self.session.volume):
             self.combo.setCurrentIndex(ORIENTATIONS.index(self.orientation))
             return
         self.indices[self.orientation] = self.index
@@ -159,7 +160,7 @@ class SliceView(QWidget):
         self.refresh()
 
     def set_index(self, index: int) -> None:
-        if self.doc.volume is None:
+        if self.session.volume is None:
             return
         index = int(np.clip(index, 0, max(self.n_slices() - 1, 0)))
         if index == self.index:
@@ -173,19 +174,19 @@ class SliceView(QWidget):
         self.index_changed.emit(self.orientation, index)
 
     def _window_drag(self, dx: float, dy: float) -> None:
-        c, w = self.doc.window
+        c, w = self.session.window
         sens = max(w, 1e-3) / 250.0
-        self.doc.set_window(c + dy * sens, max(w + dx * sens, 1e-3))
+        self.session.set_window(c + dy * sens, max(w + dx * sens, 1e-3))
 
     def _on_active_label(self, value: int) -> None:
-        lab = self.doc.labels.get(value)
+        lab = self.session.labels.get(value)
         if lab is not None:
             self.canvas.stroke_color = QColor(*lab.color)
 
     # ----- rendering -------------------------------------------------------------------------
     def refresh(self, scan: bool = True, labels: bool = True, proposal: bool = True) -> None:
         """Rebuild what changed and schedule a repaint."""
-        vol = self.doc.volume
+        vol = self.session.volume
         if vol is None:
             return
         geom = self.geometry()
@@ -194,13 +195,13 @@ class SliceView(QWidget):
         if scan:
             cv.scan_image = self.renderer.scan_image(geom.orientation, geom.index)
         if labels or scan:
-            key = (id(self.doc.labelmap), geom.orientation, geom.index, self.doc.label_revision, self.overlay_visible)
+            key = (id(self.session.labelmap), geom.orientation, geom.index, self.session.label_revision, self.overlay_visible)
             if key != self._label_key:
                 self._label_key = key
                 cv.label_image = None
-                if self.overlay_visible and len(self.doc.labels):
-                    lut = render.label_lut(self.doc.labels, max(lab.value for lab in self.doc.labels))
-                    cv.label_image = render.label_qimage(geom.take(self.doc.labelmap.array), lut)
+                if self.overlay_visible and len(self.session.labels):
+                    lut = render.label_lut(self.session.labels, max(lab.value for lab in self.session.labels))
+                    cv.label_image = render.label_qimage(geom.take(self.session.labelmap.array), lut)
         if proposal or scan:
             self._refresh_proposal(geom)
         cv.letters = geom.edge_letters
@@ -208,7 +209,7 @@ class SliceView(QWidget):
         cv.update()
 
     def _refresh_proposal(self, geom) -> None:
-        p = self.doc.proposal
+        p = self.session.proposal
         key = (id(p), geom.orientation, geom.index)
         if key == self._prop_key:
             return
@@ -217,7 +218,7 @@ class SliceView(QWidget):
         cv.proposal_image, cv.proposal_outline, cv.proposal_prompt = None, None, None
         if p is None:
             return
-        mask = p.mask_on(self.doc.volume, geom.orientation, geom.index)
+        mask = p.mask_on(self.session.volume, geom.orientation, geom.index)
         if mask is not None:
             cv.proposal_image = render.mask_qimage(mask, (255, 230, 0), alpha=110)
             cv.proposal_outline = render.mask_outline(mask)
@@ -225,7 +226,7 @@ class SliceView(QWidget):
             cv.proposal_prompt = p.record.prompt
 
     def _corner_text(self, geom) -> list[str]:
-        vol = self.doc.volume
+        vol = self.session.volume
         n = self.n_slices()
         world = geom.to_world((geom.shape[0] - 1) / 2, (geom.shape[1] - 1) / 2)
         axis, name = _WORLD_AXIS[geom.orientation]
@@ -233,9 +234,9 @@ class SliceView(QWidget):
         tl = f"{'Image' if photo else geom.orientation.capitalize()}  {geom.index + 1} / {n}"
         if not vol.is_2d:
             tl += f"\n{name} = {world[axis]:.1f} mm"
-        c, w = self.doc.window
+        c, w = self.session.window
         tr = "" if vol.is_colour else f"W {w:.0f}  L {c:.0f}"
-        if self.doc.proposal is not None:  # second line: clear of the centred orientation letter
+        if self.session.proposal is not None:  # second line: clear of the centred orientation letter
             tr += "\nEnter: accept · Esc: discard"
         bl = f"{vol.modality}  {geom.shape[1]}×{geom.shape[0]}  {geom.pixel_spacing[1]:.2f}×{geom.pixel_spacing[0]:.2f} mm"
         return [tl, tr, bl, ""]

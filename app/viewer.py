@@ -20,8 +20,9 @@ class ViewerArea(QWidget):
 
     def __init__(self, doc: Document, tools: ToolState, parent: QWidget | None = None):
         super().__init__(parent)
-        self.doc = doc
-        self.renderer = SliceRenderer(doc.session)  # one slice cache for all views
+        self.doc = doc  # signals
+        self.session = doc.session  # state and operations
+        self.renderer = SliceRenderer(self.session)  # one slice cache for all views
         self.views = [SliceView(doc, tools, o, self.renderer) for o in ("axial", "coronal", "sagittal")]
         self.info = QLabel()
         self.info.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
@@ -46,7 +47,7 @@ class ViewerArea(QWidget):
     # ----- layout ------------------------------------------------------------------------------
     def set_layout(self, mode: str) -> None:
         """"single" shows the active view; "grid" shows axial, coronal, sagittal and scan info."""
-        if self.doc.volume is not None and self.doc.volume.is_2d:
+        if self.session.volume is not None and self.session.volume.is_2d:
             mode = "single"
         self.layout_mode = mode
         for w in [*self.views, self.info]:
@@ -54,7 +55,7 @@ class ViewerArea(QWidget):
             w.hide()
         if mode == "grid":
             for v, o in zip(self.views, ("axial", "coronal", "sagittal")):
-                if self.doc.volume is not None:
+                if self.session.volume is not None:
                     v.set_orientation(o)
             for w, (r, c) in zip([*self.views, self.info], ((0, 0), (0, 1), (1, 0), (1, 1))):
                 self.grid.addWidget(w, r, c)
@@ -66,7 +67,7 @@ class ViewerArea(QWidget):
 
     def set_orientation(self, orientation: str) -> None:
         """Show ``orientation`` in the active view (single layout) or activate its view (grid)."""
-        if self.doc.volume is None or orientation not in available_orientations(self.doc.volume):
+        if self.session.volume is None or orientation not in available_orientations(self.session.volume):
             return
         if self.layout_mode == "grid":
             for v in self.views:
@@ -87,7 +88,7 @@ class ViewerArea(QWidget):
                            "pan": [v.canvas.pan.x(), v.canvas.pan.y()]} for v in self.views]}
 
     def restore_state(self, state: dict) -> None:
-        if not state or self.doc.volume is None:
+        if not state or self.session.volume is None:
             return
         for v, s in zip(self.views, state.get("views", [])):
             try:
@@ -111,7 +112,7 @@ class ViewerArea(QWidget):
 
     # ----- readout ---------------------------------------------------------------------------
     def _on_volume(self) -> None:
-        vol = self.doc.volume
+        vol = self.session.volume
         if vol.is_2d and self.layout_mode == "grid":
             self.set_layout("single")
         src = vol.source
@@ -129,16 +130,16 @@ class ViewerArea(QWidget):
         self.info.setText("<br>".join(lines))
 
     def _cursor(self, view: SliceView, rc) -> None:
-        if rc is None or self.doc.volume is None:
+        if rc is None or self.session.volume is None:
             self.cursor_info.emit(None)
             return
-        vol = self.doc.volume
+        vol = self.session.volume
         geom = view.geometry()
         row, col = int(rc[0]), int(rc[1])
         i, j, k = geom.to_voxel(row, col)
         world = geom.to_world(row, col)
         value = vol.array[k, j, i]
-        label = int(self.doc.labelmap.array[k, j, i]) if self.doc.labelmap is not None else 0
+        label = int(self.session.labelmap.array[k, j, i]) if self.session.labelmap is not None else 0
         photo = vol.source is not None and vol.source.kind == "image"  # no patient geometry
         self.cursor_info.emit({"ijk": (i, j, k), "world": None if photo else tuple(float(w) for w in world),
                                "value": value, "units": vol.units, "label": label,

@@ -146,9 +146,9 @@ def main(argv=None) -> int:
         vol.array = np.ascontiguousarray(np.tile(vol.array, (reps, 1, 1))[: a.slices])
         src += f" tiled to {a.slices} slices"
     _ = vol.value_range  # computed (and cached) by the loader thread in the app
-    win.doc.open(vol, src, label_array=fake_labels(vol))
+    win.session.open(vol, src, label_array=fake_labels(vol))
     app.processEvents()
-    print(f"scan: {src}  shape {vol.shape}  labels on {int((win.doc.labelmap.array > 0).any(axis=(1, 2)).sum())} slices")
+    print(f"scan: {src}  shape {vol.shape}  labels on {int((win.session.labelmap.array > 0).any(axis=(1, 2)).sum())} slices")
 
     wait_until(lambda: win.engine.ready or win.engine.state == "error", 300)
     quiet(win)
@@ -167,14 +167,14 @@ def main(argv=None) -> int:
         stall, el = meter.run(lambda: eng.preencode(slices), lambda: not eng.preencoding)
         stall_rows.append(("background pre-encoding, 4 slices (LiteMedSAM)", stall, el))
     stall, el = meter.run(lambda: win.segment.on_box(view, 150, 150, 330, 330),
-                          lambda: win.doc.proposal is not None and win.engine.pending is None)
+                          lambda: win.session.proposal is not None and win.engine.pending is None)
     stall_rows.append(("box → mask (engine thread) and proposal drawn", stall, el))
     from medplib_core.engines.base import Capability
 
-    if win.doc.proposal is not None and win.engine.engine.supports(Capability.PROPAGATE):
+    if win.session.proposal is not None and win.engine.engine.supports(Capability.PROPAGATE):
         stall, el = meter.run(win.propagate, lambda: not win.propagation.running, timeout=900)
         stall_rows.append((f"propagate in 3D ({vol.shape[0]} slices)", stall, el))
-        if win.doc.proposal is not None and win.doc.proposal.is_3d:
+        if win.session.proposal is not None and win.session.proposal.is_3d:
             stall, el = meter.run(win.segment.accept, lambda: not win.segment.accepting)
             stall_rows.append(("accept the 3D proposal (voxel write on a worker)", stall, el))
     win.segment.discard()
@@ -185,7 +185,7 @@ def main(argv=None) -> int:
     win.files.saved.connect(saved.append)
     stall, el = meter.run(lambda: win.files.save_project(str(tmp / "p.medplib")), lambda: bool(saved))
     stall_rows.append(("save project (copy + compress on a worker)", stall, el))
-    win.doc.mark_changed()
+    win.session.mark_changed()
     revs = []
     win.autosaver.saved.connect(revs.append)
     stall, el = meter.run(win.autosaver.save_now, lambda: bool(revs))

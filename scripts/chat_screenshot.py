@@ -29,7 +29,7 @@ from app.chat import install_chat_panel
 
 panel = install_chat_panel(window)  # installed with the window: this returns it
 panel.ctl.cache.settings = ChatSettings(threshold=float(os.environ["SHOT_THRESHOLD"]))
-assert wait_until(lambda: window.doc.volume is not None and panel.key is not None, 120), "no scan"
+assert wait_until(lambda: window.session.volume is not None and panel.key is not None, 120), "no scan"
 window.resize(1500, 940)
 window.move(0, 0)
 window.resizeDocks([window.labels_dock, window.docks["chat_dock"]], [200, 700], Qt.Orientation.Vertical)
@@ -49,7 +49,7 @@ if panel.notice_box is not None:
     ok.click()
 assert wait_until(lambda: panel.busy, 10) and wait_until(lambda: not panel.busy, 300), "no answer"
 assert panel.tokens_received >= 3, panel.tokens_received
-assert window.doc.proposal is not None and window.doc.proposal.record.kind == "grounding"
+assert window.session.proposal is not None and window.session.proposal.record.kind == "grounding"
 QTest.mouseMove(cv, image_point(cv, w * 0.3, h * 0.8))
 wait(800)
 shot = QGuiApplication.primaryScreen().grabWindow(0)

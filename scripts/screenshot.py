@@ -26,7 +26,7 @@ HOOK = r'''
 import os
 from PySide6.QtGui import QGuiApplication
 out = os.environ["SHOT_DIR"]
-assert wait_until(lambda: window.doc.volume is not None, 120), "the scan did not load"
+assert wait_until(lambda: window.session.volume is not None, 120), "the scan did not load"
 window.resize(1400, 860)
 window.move(0, 0)
 wait(300)
@@ -42,11 +42,11 @@ if os.environ.get("SHOT_SEGMENT") == "1":
             if n:
                 QTest.keyClick(cv, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)   # next label
             drag(cv, image_point(cv, w * x0, h * y0), image_point(cv, w * x1, h * y1))
-            assert wait_until(lambda: window.doc.proposal is not None and window.engine.pending is None, 120)
+            assert wait_until(lambda: window.session.proposal is not None and window.engine.pending is None, 120)
             if n < len(boxes) - 1:          # the last one stays a proposal, to show both looks
                 QTest.keyClick(cv, Qt.Key.Key_Return)
             if n < len(names) and names[n]:
-                window.doc.update_label(window.doc.active_value, name=names[n])
+                window.session.update_label(window.session.active_value, name=names[n])
         QTest.mouseMove(cv, image_point(cv, w * 0.5, h * 0.5))
 wait(800)
 shot = QGuiApplication.primaryScreen().grabWindow(0)

@@ -122,7 +122,7 @@ def make_window(qtbot, tmp_path):
             qtbot.waitUntil(lambda: w.engine.ready, timeout=240000)
         if scan is not None:
             drop_path(w, scan)
-            qtbot.waitUntil(lambda: w.doc.volume is not None and not w.files.loading, timeout=30000)
+            qtbot.waitUntil(lambda: w.session.volume is not None and not w.files.loading, timeout=30000)
         return w
 
     yield make

@@ -58,7 +58,7 @@ def drag_box(qtbot, w, x0, y0, x1, y1):
     for n in range(1, 6):
         qtbot.mouseMove(cv, a + (b - a) * (n / 5))
     qtbot.mouseRelease(cv, Qt.MouseButton.LeftButton, pos=b)
-    qtbot.waitUntil(lambda: w.doc.proposal is not None and w.engine.pending is None, timeout=10000)
+    qtbot.waitUntil(lambda: w.session.proposal is not None and w.engine.pending is None, timeout=10000)
 
 
 def ask(qtbot, panel, text):
@@ -86,14 +86,14 @@ def test_chat_region_grounding_stop_and_project(qtbot, make_win, demo_paths, tmp
     view, cv = w.viewer.active, w.viewer.active.canvas
     key = (view.orientation, view.index)
     drag_box(qtbot, w, 45, 40, 74, 64)
-    box_prop = w.doc.proposal
+    box_prop = w.session.proposal
     assert has_box_near(panel.region_combo.currentText(), 45, 40)
 
     tokens, states = [], []
     panel.ctl.token.connect(lambda q, text: tokens.append(text))
     panel.ctl.state_changed.connect(lambda st, _: states.append(st))
     ask(qtbot, panel, "What is in <region>?")
-    assert w.doc.proposal is box_prop  # Enter in the question box sends; it does not accept
+    assert w.session.proposal is box_prop  # Enter in the question box sends; it does not accept
     ask_box = panel.notice_box
     [ok] = [b for b in ask_box.buttons() if b.text() == "I understand"]
     ok.click()
@@ -104,14 +104,14 @@ def test_chat_region_grounding_stop_and_project(qtbot, make_win, demo_paths, tmp
     assert states[:3] == ["loading", "ready", "busy"] and states[-1] == "ready"  # loaded off-thread
     text = panel.transcript.toPlainText()
     assert has_box_near(text, 45, 40, "[region 1: box ") and "The liver" in text and "mask #" in text
-    rec = w.doc.proposal.record
+    rec = w.session.proposal.record
     assert rec.kind == "grounding" and rec.id in answer.prompt_ids and rec.mask.any()
     assert rec.provenance["question"] == "What is in <region>?" and "liver" in rec.provenance["answer"]
     assert rec.prompt["box"][:2] == pytest.approx([45.0, 40.0], abs=1.0) and (rec.orientation, rec.index) == key
 
     qtbot.keyClick(cv, Qt.Key.Key_Return)  # accept the grounded mask into a label
-    assert w.doc.proposal is None and rec.status == "accepted"
-    lab = w.doc.labels[rec.label_value]
+    assert w.session.proposal is None and rec.status == "accepted"
+    lab = w.session.labels[rec.label_value]
     prov = lab.provenance[-1]
     assert prov["kind"] == "grounding" and prov["question"] == "What is in <region>?"
     assert "liver" in prov["answer"] and prov["engine"] == "MedPLIB"
@@ -123,7 +123,7 @@ def test_chat_region_grounding_stop_and_project(qtbot, make_win, demo_paths, tmp
     qtbot.mousePress(cv, Qt.MouseButton.LeftButton, pos=a)
     qtbot.mouseMove(cv, b)
     qtbot.mouseRelease(cv, Qt.MouseButton.LeftButton, pos=b)
-    corrected = int(w.doc.counts[rec.label_value])
+    corrected = int(w.session.counts[rec.label_value])
     assert 0 < corrected < int(rec.mask.sum())
     assert panel.region_combo.currentText().startswith(f"label '{lab.name}' mask {corrected:,} px")
 
@@ -152,15 +152,15 @@ def test_chat_region_grounding_stop_and_project(qtbot, make_win, demo_paths, tmp
     stopped = wait_answer(qtbot, panel)
     assert stopped.state == "stopped" and stopped.text.startswith("The")
     assert "stopped" in panel.transcript.toPlainText()
-    question = w.doc.chat.book.get(key).messages[-2]
+    question = w.session.chat.book.get(key).messages[-2]
     assert question.regions[0].kind == "mask" and question.regions[0].source == "label"
-    ref_rec = next(r for r in w.doc.prompts if r.id == question.regions[0].prompt_id)
+    ref_rec = next(r for r in w.session.prompts if r.id == question.regions[0].prompt_id)
     assert ref_rec.kind == "chat-region" and int(ref_rec.mask.sum()) == corrected
     monkeypatch.setattr(ChatSession, "ask", real_ask)
     ask(qtbot, panel, "Segment the liver")
     follow = wait_answer(qtbot, panel)
     assert follow.state == "done" and follow.info["replayed_turns"] == 0  # session reused as is
-    assert len(w.doc.chat.book.get(key).turns()) == 2
+    assert len(w.session.chat.book.get(key).turns()) == 2
 
     # per-slice conversations
     qtbot.keyClick(cv, Qt.Key.Key_Down)
@@ -176,18 +176,18 @@ def test_chat_region_grounding_stop_and_project(qtbot, make_win, demo_paths, tmp
         w.files.save_project(folder)
     w2, panel2 = make_win(demo_paths, open_scan=False)
     w2.files.open_project(folder)
-    qtbot.waitUntil(lambda: w2.doc.volume is not None and bool(w2.doc.chat.book.non_empty()), timeout=30000)
-    [conv] = w2.doc.chat.book.non_empty()
+    qtbot.waitUntil(lambda: w2.session.volume is not None and bool(w2.session.chat.book.non_empty()), timeout=30000)
+    [conv] = w2.session.chat.book.non_empty()
     assert conv.key == key and [m.state for m in conv.messages if m.role == "assistant"] == \
         ["done", "stopped", "done"]
     panel2.go_to(key)
     text2 = panel2.transcript.toPlainText()
     assert has_box_near(text2, 45, 40, "[region 1: box ") and "The liver" in text2 and "stopped" in text2
     last_id = conv.messages[-1].prompt_ids[0]
-    assert w2.doc.proposal is None and "not accepted — click to show" in text2
+    assert w2.session.proposal is None and "not accepted — click to show" in text2
     panel2.transcript.anchorClicked.emit(QUrl(f"mask:{last_id}"))  # the mask link shows it again
-    assert w2.doc.proposal.record.id == last_id and "proposal — Enter accepts" in panel2.transcript.toPlainText()
-    ids = {r.id: r for r in w2.doc.prompts}
+    assert w2.session.proposal.record.id == last_id and "proposal — Enter accepts" in panel2.transcript.toPlainText()
+    ids = {r.id: r for r in w2.session.prompts}
     assert all(ids[i].mask is not None for m in conv.messages for i in m.prompt_ids)
     assert ids[conv.messages[2].regions[0].prompt_id].mask.any()  # the label snapshot region
     ask(qtbot, panel2, "What else?")
@@ -202,7 +202,7 @@ def test_without_weights_the_panel_explains(qtbot, make_win, demo_paths, monkeyp
     assert "sam-med2d_b.pth" in help_text and "MEDPLIB_CHECKPOINT" in help_text
     assert panel.setup_button.isVisible() and not panel.send_button.isEnabled()
     drag_box(qtbot, w, 30, 30, 90, 90)  # segmentation keeps working without MedPLIB
-    assert w.doc.proposal.record.kind == "box"
+    assert w.session.proposal.record.kind == "box"
 
     ask(qtbot, panel, "What can you see?")  # opens the setup dialog instead
     dlg = panel.setup_dialog

@@ -35,7 +35,7 @@ def make_win(make_window):
 
 def open_scan(qtbot, w, path):
     drop_path(w, path)
-    qtbot.waitUntil(lambda: w.doc.volume is not None and not w.files.loading, timeout=20000)
+    qtbot.waitUntil(lambda: w.session.volume is not None and not w.files.loading, timeout=20000)
 
 
 def box_accept(qtbot, w, x0, y0, x1, y1):
@@ -44,7 +44,7 @@ def box_accept(qtbot, w, x0, y0, x1, y1):
     qtbot.mousePress(cv, Qt.MouseButton.LeftButton, pos=image_point(cv, x0, y0))
     qtbot.mouseMove(cv, image_point(cv, x1, y1))
     qtbot.mouseRelease(cv, Qt.MouseButton.LeftButton, pos=image_point(cv, x1, y1))
-    qtbot.waitUntil(lambda: w.doc.proposal is not None and w.engine.pending is None, timeout=10000)
+    qtbot.waitUntil(lambda: w.session.proposal is not None and w.engine.pending is None, timeout=10000)
     qtbot.keyClick(cv, Qt.Key.Key_Return)
 
 
@@ -65,8 +65,8 @@ def test_series_chooser(qtbot, make_win, tmp_path):
     mods = [dlg.table.item(r, 0).text() for r in range(2)]
     dlg.table.selectRow(mods.index("MR"))
     dlg.accept()
-    qtbot.waitUntil(lambda: w.doc.volume is not None, timeout=20000)
-    assert w.doc.volume.modality == "MR"
+    qtbot.waitUntil(lambda: w.session.volume is not None, timeout=20000)
+    assert w.session.volume.modality == "MR"
     assert w.settings.recent_files()[0] == str(folder.resolve())
     assert w.files.series_dialog.chosen() is not None
 
@@ -89,10 +89,10 @@ def test_cancel_loading_keeps_the_window_usable(qtbot, make_win, tmp_path, monke
     assert w.files.loading and w.files._progress is not None
     w.files._progress.findChild(QPushButton).click()  # the progress dialog's Cancel button
     qtbot.waitUntil(lambda: not w.files.loading, timeout=20000)
-    assert w.doc.volume is None
+    assert w.session.volume is None
     monkeypatch.setattr(app.files.medplib_core, "load", real)
     open_scan(qtbot, w, scan)
-    assert w.doc.volume.shape[0] == 40
+    assert w.session.volume.shape[0] == 40
 
 
 def test_bad_file_shows_reason_not_traceback(qtbot, make_win, tmp_path):
@@ -104,15 +104,15 @@ def test_bad_file_shows_reason_not_traceback(qtbot, make_win, tmp_path):
     box = message_boxes()[0]
     assert "broken.dcm" in box.text() and "Traceback" not in box.text() + box.informativeText()
     box.close()
-    assert w.doc.volume is None
+    assert w.session.volume is None
 
 
 def test_project_save_and_open(qtbot, make_win, tmp_path):
     w = make_win()
     open_scan(qtbot, w, stacked_ct(tmp_path / "ct.nii.gz"))
     box_accept(qtbot, w, 30, 30, 90, 90)
-    w.doc.update_label(1, name="tumour")
-    w.doc.set_window(40, 80)
+    w.session.update_label(1, name="tumour")
+    w.session.set_window(40, 80)
     qtbot.keyClick(w.viewer.active.canvas, Qt.Key.Key_4, Qt.KeyboardModifier.AltModifier)  # 2×2
     w.viewer.views[1].set_index(70)
     saved = []
@@ -120,16 +120,16 @@ def test_project_save_and_open(qtbot, make_win, tmp_path):
     w.files.save_project(str(tmp_path / "case.medplib"))
     qtbot.waitUntil(lambda: bool(saved), timeout=20000)
     assert not w.files.dirty and "*" not in w.windowTitle()
-    labels = w.doc.labelmap.array.copy()
+    labels = w.session.labelmap.array.copy()
 
     w2 = make_win()
     drop_path(w2, tmp_path / "case.medplib")
-    qtbot.waitUntil(lambda: w2.doc.volume is not None and not w2.files.loading, timeout=20000)
-    assert np.array_equal(w2.doc.labelmap.array, labels)
-    assert w2.doc.labels[1].name == "tumour" and w2.doc.window == (40.0, 80.0)
-    rec = w2.doc.prompts[0]
+    qtbot.waitUntil(lambda: w2.session.volume is not None and not w2.files.loading, timeout=20000)
+    assert np.array_equal(w2.session.labelmap.array, labels)
+    assert w2.session.labels[1].name == "tumour" and w2.session.window == (40.0, 80.0)
+    rec = w2.session.prompts[0]
     assert rec.status == "accepted" and rec.prompt["box"] and rec.mask.any()
-    assert w2.doc.labels[1].provenance[0]["prompt_id"] == rec.id
+    assert w2.session.labels[1].provenance[0]["prompt_id"] == rec.id
     assert w2.viewer.layout_mode == "grid" and w2.viewer.views[1].index == 70  # where it was left
 
 
@@ -142,20 +142,20 @@ def test_import_labels_and_dicom_seg_export(qtbot, make_win, tmp_path):
     w.files.export(str(tmp_path / "seg.dcm"), on_done=done.append)
     w.files.export(str(tmp_path / "lab.nii.gz"), on_done=done.append)
     qtbot.waitUntil(lambda: len(done) == 2, timeout=60000)
-    arr = w.doc.labelmap.array.copy()
+    arr = w.session.labelmap.array.copy()
     qtbot.keyClick(w.viewer.active.canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
-    assert not w.doc.labelmap.array.any()
+    assert not w.session.labelmap.array.any()
     w.files.import_labels(str(tmp_path / "seg.dcm"))
-    qtbot.waitUntil(lambda: w.doc.labelmap.array.any(), timeout=30000)
-    assert np.array_equal(w.doc.labelmap.array, arr)
+    qtbot.waitUntil(lambda: w.session.labelmap.array.any(), timeout=30000)
+    assert np.array_equal(w.session.labelmap.array, arr)
     qtbot.keyClick(w.viewer.active.canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
-    assert not w.doc.labelmap.array.any()
+    assert not w.session.labelmap.array.any()
 
 
 def test_colour_image_shows_as_one_slice(qtbot, make_win, tmp_path):
     w = make_win()
     open_scan(qtbot, w, data_file("SC_rgb.dcm"))
-    vol = w.doc.volume
+    vol = w.session.volume
     assert vol.is_colour and vol.is_2d
     view = w.viewer.active
     assert view.n_slices() == 1 and not view.slider.isVisible()
@@ -197,21 +197,21 @@ def test_opening_another_scan_asks_about_unsaved_changes(qtbot, make_win, tmp_pa
     assert w.files.dirty and w.windowTitle().startswith("a.nii.gz *")
     drop_path(w, data_file("CT_small.dcm"))
     box = w.unsaved_box
-    assert box.isVisible() and w.doc.volume.shape[0] == 12  # nothing replaced yet
+    assert box.isVisible() and w.session.volume.shape[0] == 12  # nothing replaced yet
     qtbot.mouseClick(box.button(QMessageBox.StandardButton.Discard), Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: w.doc.volume.shape[0] == 1 and not w.files.loading, timeout=20000)
-    assert not w.files.dirty and w.doc.counts == {}
+    qtbot.waitUntil(lambda: w.session.volume.shape[0] == 1 and not w.files.loading, timeout=20000)
+    assert not w.files.dirty and w.session.counts == {}
 
 
 def test_closing_with_unsaved_work_offers_it_next_time(qtbot, make_win, tmp_path):
     w = make_win()
     open_scan(qtbot, w, stacked_ct(tmp_path / "ct.nii.gz"))
     box_accept(qtbot, w, 30, 30, 90, 90)
-    counts = dict(w.doc.counts)
+    counts = dict(w.session.counts)
     w.close()
     w2 = make_win()
     qtbot.waitUntil(lambda: getattr(w2, "restore_box", None) is not None, timeout=10000)
     assert "closed with unsaved changes" in w2.restore_box.text()
     qtbot.mouseClick(w2.restore_box.restore_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: w2.doc.counts == counts and not w2.files.loading, timeout=20000)
+    qtbot.waitUntil(lambda: w2.session.counts == counts and not w2.files.loading, timeout=20000)
     assert w2.autosaver.orphans() == [] and w2.files.dirty

@@ -33,8 +33,8 @@ def drag(qtbot, canvas, a, b, button=Qt.MouseButton.LeftButton):
 
 
 def wait_proposal(qtbot, w, kind=None):
-    qtbot.waitUntil(lambda: w.engine.pending is None and w.doc.proposal is not None
-                    and (kind is None or w.doc.proposal.record.kind == kind), timeout=180000)
+    qtbot.waitUntil(lambda: w.engine.pending is None and w.session.proposal is not None
+                    and (kind is None or w.session.proposal.record.kind == kind), timeout=180000)
 
 
 def test_litemedsam_flow(qtbot, make_window, tmp_path, monkeypatch):
@@ -54,9 +54,9 @@ def test_litemedsam_flow(qtbot, make_window, tmp_path, monkeypatch):
     assert view.index == start == 6
     # window: right-drag changes it, Ctrl+1 sets the soft-tissue preset
     drag(qtbot, cv, image_point(cv, 64, 64), image_point(cv, 100, 90), Qt.MouseButton.RightButton)
-    assert w.doc.window != (50.0, 400.0)
+    assert w.session.window != (50.0, 400.0)
     qtbot.keyClick(cv, Qt.Key.Key_1, Qt.KeyboardModifier.ControlModifier)
-    assert w.doc.window == (50.0, 400.0)
+    assert w.session.window == (50.0, 400.0)
 
     qtbot.waitUntil(lambda: w.engine.ready, timeout=240000)
     assert "LiteMedSAM" in w.status.engine.text()
@@ -68,7 +68,7 @@ def test_litemedsam_flow(qtbot, make_window, tmp_path, monkeypatch):
     x0, y0, x1, y1 = CANAL_BOX
     drag(qtbot, cv, image_point(cv, x0 + 0.5, y0 + 0.5), image_point(cv, x1 + 0.5, y1 + 0.5))
     wait_proposal(qtbot, w, "box")
-    rec = w.doc.proposal.record
+    rec = w.session.proposal.record
     assert rec.provenance["engine"] == "LiteMedSAM" and rec.prompt["box"] == [x0, y0, x1, y1]
     mask = rec.mask
     area = int(mask.sum())
@@ -81,19 +81,19 @@ def test_litemedsam_flow(qtbot, make_window, tmp_path, monkeypatch):
     qtbot.keyClick(cv, Qt.Key.Key_P)
     qtbot.mouseClick(cv, Qt.MouseButton.LeftButton, pos=image_point(cv, 59.5, 52.5))
     wait_proposal(qtbot, w, "refine")
-    refined = w.doc.proposal.record
+    refined = w.session.proposal.record
     assert refined.mask[52, 59] and refined.prompt["points"] == [[59.0, 52.0]]
 
     qtbot.keyClick(cv, Qt.Key.Key_Return)  # accept
-    assert w.doc.proposal is None
+    assert w.session.proposal is None
     n1 = int(refined.mask.sum())
-    assert w.doc.counts == {1: n1}
-    assert np.array_equal(view.geometry().take(w.doc.labelmap.array) == 1, refined.mask)
+    assert w.session.counts == {1: n1}
+    assert np.array_equal(view.geometry().take(w.session.labelmap.array) == 1, refined.mask)
 
     qtbot.keyClick(cv, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # undo
-    assert not w.doc.labelmap.array.any() and w.doc.counts == {}
+    assert not w.session.labelmap.array.any() and w.session.counts == {}
     qtbot.keyClick(cv, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
-    assert w.doc.counts == {1: n1}
+    assert w.session.counts == {1: n1}
 
     # export NIfTI through File ▸ Export (Ctrl+E), the save dialog answered by the test
     out = tmp_path / "canal_labels.nii.gz"
@@ -106,7 +106,7 @@ def test_litemedsam_flow(qtbot, make_window, tmp_path, monkeypatch):
     np.testing.assert_allclose(img.affine, src.affine, atol=1e-4)  # same place in the world
     data = np.asarray(img.dataobj)
     assert data.shape == src.shape and set(np.unique(data)) == {0, 1}
-    assert np.array_equal(data.transpose(2, 1, 0), w.doc.labelmap.array)
+    assert np.array_equal(data.transpose(2, 1, 0), w.session.labelmap.array)
     meta = json.loads(side.read_text())
     assert meta["labels"][0]["name"] == "label 1" and meta["labels"][0]["voxels"] == n1
     assert meta["labels"][0]["provenance"][0]["engine"] == "LiteMedSAM"
@@ -115,18 +115,18 @@ def test_litemedsam_flow(qtbot, make_window, tmp_path, monkeypatch):
     table = w.labels_panel.table
     qtbot.mouseClick(table.viewport(), Qt.MouseButton.LeftButton,
                      pos=table.visualRect(table.model().index(0, COL_LOCK)).center())
-    assert w.doc.labels[1].locked
+    assert w.session.labels[1].locked
     qtbot.keyClick(cv, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)
-    assert w.doc.active_value == 2
-    before = w.doc.labelmap.array.copy()
+    assert w.session.active_value == 2
+    before = w.session.labelmap.array.copy()
     qtbot.keyClick(cv, Qt.Key.Key_B)
     drag(qtbot, cv, image_point(cv, x0 + 0.5, y0 + 0.5), image_point(cv, x1 + 0.5, y1 + 0.5))
     wait_proposal(qtbot, w, "box")
-    overlap = w.doc.proposal.record.mask & (view.geometry().take(before) == 1)
+    overlap = w.session.proposal.record.mask & (view.geometry().take(before) == 1)
     assert overlap.sum() > 0.5 * n1  # the new proposal covers most of the locked label
     qtbot.keyClick(cv, Qt.Key.Key_Return)
-    assert np.array_equal(w.doc.labelmap.array == 1, before == 1)
-    assert w.doc.counts[1] == n1
+    assert np.array_equal(w.session.labelmap.array == 1, before == 1)
+    assert w.session.counts[1] == n1
 
     # propagate in 3D (Ctrl+P) from a new proposal: the canal is found on the shifted slices
     if not w.actions_by_name["propagate"].isEnabled():
@@ -137,7 +137,7 @@ def test_litemedsam_flow(qtbot, make_window, tmp_path, monkeypatch):
     wait_proposal(qtbot, w, "box")
     qtbot.keyClick(cv, Qt.Key.Key_P, Qt.KeyboardModifier.ControlModifier)
     qtbot.waitUntil(lambda: not w.propagation.running, timeout=240000)
-    p = w.doc.proposal
+    p = w.session.proposal
     assert p is not None and p.is_3d and p.record.provenance["engine"] == "LiteMedSAM"
     slices = np.flatnonzero(p.record.mask.any(axis=(1, 2)))
     assert len(slices) >= 5 and view.index in slices
@@ -145,8 +145,8 @@ def test_litemedsam_flow(qtbot, make_window, tmp_path, monkeypatch):
         ys, xs = np.nonzero(p.record.mask[k])
         assert abs(xs.mean() - (59 + k - 6)) < 6 and abs(ys.mean() - 52) < 6
     qtbot.keyClick(cv, Qt.Key.Key_Return)
-    qtbot.waitUntil(lambda: not w.segment.accepting and w.doc.proposal is None, timeout=30000)
-    per_slice = (w.doc.labelmap.array == 3).any(axis=(1, 2))
+    qtbot.waitUntil(lambda: not w.segment.accepting and w.session.proposal is None, timeout=30000)
+    per_slice = (w.session.labelmap.array == 3).any(axis=(1, 2))
     assert per_slice.sum() >= 4  # the locked label kept its voxels on the seed slice
-    assert np.array_equal(w.doc.labelmap.array == 1, before == 1)
+    assert np.array_equal(w.session.labelmap.array == 1, before == 1)
     w.close()

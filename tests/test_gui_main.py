@@ -19,8 +19,8 @@ pytestmark = [pytest.mark.gui, pytest.mark.timeout(120)]
 
 HOOK = """
 import json, os
-assert wait_until(lambda: window.doc.volume is not None, 60), "no scan"
-vol = window.doc.volume
+assert wait_until(lambda: window.session.volume is not None, 60), "no scan"
+vol = window.session.volume
 print("OPENED", vol.modality, vol.units, vol.shape, window.windowTitle(), flush=True)
 print("ENGINE", window.status.engine.text(), flush=True)
 window.close()

@@ -36,7 +36,7 @@ def win(qtbot, make_window, tmp_path):
     qtbot.mousePress(cv, Qt.MouseButton.LeftButton, pos=image_point(cv, 40.5, 35.5))
     qtbot.mouseMove(cv, image_point(cv, 80.5, 70.5))
     qtbot.mouseRelease(cv, Qt.MouseButton.LeftButton, pos=image_point(cv, 80.5, 70.5))
-    qtbot.waitUntil(lambda: w.doc.proposal is not None and w.engine.pending is None, timeout=10000)
+    qtbot.waitUntil(lambda: w.session.proposal is not None and w.engine.pending is None, timeout=10000)
     return w
 
 
@@ -44,7 +44,7 @@ def test_nothing_to_propagate_says_why(qtbot, win):
     w = win
     qtbot.keyClick(w.viewer.active.canvas, Qt.Key.Key_Escape)
     qtbot.keyClick(w.viewer.active.canvas, Qt.Key.Key_P, Qt.KeyboardModifier.ControlModifier)
-    assert not w.propagation.running and w.doc.proposal is None
+    assert not w.propagation.running and w.session.proposal is None
 
 
 @needs_propagation
@@ -55,7 +55,7 @@ def test_propagate_accept_undo(qtbot, win):
     qtbot.keyClick(view.canvas, Qt.Key.Key_P, Qt.KeyboardModifier.ControlModifier)
     assert w.propagation.running
     qtbot.waitUntil(lambda: not w.propagation.running, timeout=60000)
-    p = w.doc.proposal
+    p = w.session.proposal
     assert p is not None and p.is_3d and p.record.kind == "propagate"
     per_slice = p.record.mask.any(axis=(1, 2))
     assert per_slice[seed_index] and per_slice.sum() >= 3
@@ -63,20 +63,20 @@ def test_propagate_accept_undo(qtbot, win):
     view.set_index(seed_index + 1)
     assert view.canvas.proposal_image is not None or not per_slice[seed_index + 1]
     qtbot.keyClick(view.canvas, Qt.Key.Key_Return)  # a 3D accept is written on a worker
-    qtbot.waitUntil(lambda: not w.segment.accepting and w.doc.proposal is None, timeout=20000)
-    assert np.array_equal(w.doc.labelmap.array == 1, p.record.mask)
-    assert w.doc.counts[1] == int(p.record.mask.sum())
+    qtbot.waitUntil(lambda: not w.segment.accepting and w.session.proposal is None, timeout=20000)
+    assert np.array_equal(w.session.labelmap.array == 1, p.record.mask)
+    assert w.session.counts[1] == int(p.record.mask.sum())
     qtbot.keyClick(view.canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
-    assert not w.doc.labelmap.array.any()
+    assert not w.session.labelmap.array.any()
 
 
 @needs_propagation
 def test_cancel_propagation_changes_nothing(qtbot, win):
     w = win
     w.engine.engine.delay = 0.3
-    before = w.doc.proposal
+    before = w.session.proposal
     qtbot.keyClick(w.viewer.active.canvas, Qt.Key.Key_P, Qt.KeyboardModifier.ControlModifier)
     w.propagation.dialog.findChild(QPushButton).click()
     qtbot.waitUntil(lambda: not w.propagation.running, timeout=60000)
-    assert w.doc.proposal is before and not before.is_3d
-    assert not w.doc.labelmap.array.any()
+    assert w.session.proposal is before and not before.is_3d
+    assert not w.session.labelmap.array.any()

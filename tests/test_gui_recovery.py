@@ -19,14 +19,14 @@ pytestmark = [pytest.mark.gui, pytest.mark.slow, pytest.mark.timeout(180)]
 
 EDIT = """
 import json, os
-assert wait_until(lambda: window.doc.volume is not None, 60), "scan did not load"
+assert wait_until(lambda: window.session.volume is not None, 60), "scan did not load"
 cv = window.viewer.active.canvas
 QTest.keyClick(cv, Qt.Key.Key_D)                       # brush tool
 drag(cv, image_point(cv, 20, 30), image_point(cv, 90, 40))
-assert window.doc.counts, "the brush stroke changed nothing"
+assert window.session.counts, "the brush stroke changed nothing"
 assert wait_until(lambda: not window.autosaver.pending, 30), "no autosave"
 with open(os.environ["MARKER"] + ".tmp", "w") as fh:
-    json.dump({"counts": window.doc.counts, "pid": os.getpid()}, fh)
+    json.dump({"counts": window.session.counts, "pid": os.getpid()}, fh)
 os.replace(os.environ["MARKER"] + ".tmp", os.environ["MARKER"])
 wait(600000)                                           # keep running until killed
 """
@@ -36,12 +36,12 @@ import json, os
 assert wait_until(lambda: getattr(window, "restore_box", None) is not None, 30), "no restore offer"
 box = window.restore_box
 QTest.mouseClick(box.restore_button, Qt.MouseButton.LeftButton)
-assert wait_until(lambda: window.doc.volume is not None and window.doc.counts, 60), "nothing restored"
+assert wait_until(lambda: window.session.volume is not None and window.session.counts, 60), "nothing restored"
 assert wait_until(lambda: not window.autosaver.pending, 30)
 with open(os.environ["MARKER"], "w") as fh:
-    json.dump({"counts": window.doc.counts, "path": window.doc.path,
+    json.dump({"counts": window.session.counts, "path": window.session.path,
                "orphans": len(window.autosaver.orphans()),
-               "undo": window.doc.history.can_undo}, fh)
+               "undo": window.session.history.can_undo}, fh)
 window.close()
 """
 

@@ -92,8 +92,8 @@ def test_review_flow_persists_across_restart(qtbot, make_win, sample, tmp_path, 
     assert panel.table.item(3, 1).text() == "failed" and "not a recognised format" in panel.table.item(3, 3).text()
     # the proposed label map is on the scan, named as in the batch
     proposed = read_png(run / "labels" / "disc_0.png")
-    assert w.doc.labelmap.array[0].astype(bool).tolist() == (proposed > 0).tolist()
-    assert [lab.name for lab in w.doc.labels] == ["lesion"]
+    assert w.session.labelmap.array[0].astype(bool).tolist() == (proposed > 0).tolist()
+    assert [lab.name for lab in w.session.labels] == ["lesion"]
     assert w.viewer.active.canvas.label_image is not None  # drawn over the scan
     assert not w.files.dirty
 
@@ -104,9 +104,9 @@ def test_review_flow_persists_across_restart(qtbot, make_win, sample, tmp_path, 
     assert panel.table.item(0, 2).text() == "accepted"
 
     # edit with the brush (a stroke away from the disc), then Save edits
-    before = int(w.doc.labelmap.array.astype(bool).sum())
+    before = int(w.session.labelmap.array.astype(bool).sum())
     stroke(qtbot, w, 20, 20, 60, 20)
-    assert int(w.doc.labelmap.array.astype(bool).sum()) > before and c.has_unsaved_edits()
+    assert int(w.session.labelmap.array.astype(bool).sum()) > before and c.has_unsaved_edits()
     qtbot.mouseClick(panel.save_btn, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: ReviewQueue(run).item("disc_1").decision == "edited", timeout=15000)
     edited = run / "labels" / "edited" / "disc_1.png"
@@ -114,8 +114,8 @@ def test_review_flow_persists_across_restart(qtbot, make_win, sample, tmp_path, 
     assert read_png(edited)[20, 30:50].all() and not read_png(run / "labels" / "disc_1.png")[20, 30:50].any()
     assert json.loads(edited.with_suffix(".json").read_text())["review"]["decision"] == "edited"
     wait_case(qtbot, ui, "ct")
-    assert w.doc.volume.shape[0] == 4 and w.viewer.active.index == 2  # shown where the label is
-    assert w.doc.labelmap.array[2].any()
+    assert w.session.volume.shape[0] == 4 and w.viewer.active.index == 2  # shown where the label is
+    assert w.session.labelmap.array[2].any()
 
     # reject with a note
     qtbot.keyClicks(panel.note, "wrong structure")
@@ -132,7 +132,7 @@ def test_review_flow_persists_across_restart(qtbot, make_win, sample, tmp_path, 
     # back to the edited case: the edited map is shown; leaving with new edits asks first
     panel.table.selectRow(1)
     wait_case(qtbot, ui, "disc_1")
-    assert w.doc.labelmap.array[0, 20, 30:50].all()
+    assert w.session.labelmap.array[0, 20, 30:50].all()
     stroke(qtbot, w, 20, 140, 60, 140)
     qtbot.keyClick(w.viewer.active.canvas, Qt.Key.Key_Right, ALT)
     box = c.prompt_box
@@ -161,7 +161,7 @@ def test_review_flow_persists_across_restart(qtbot, make_win, sample, tmp_path, 
     assert ui2.panel.summary.text().startswith("4 cases: 1 accepted, 1 edited, 1 rejected, 0 to review, 1 failed")
     qtbot.keyClick(w2.viewer.active.canvas, Qt.Key.Key_Right, ALT)
     wait_case(qtbot, ui2, "disc_1")
-    arr = w2.doc.labelmap.array[0]
+    arr = w2.session.labelmap.array[0]
     assert arr[20, 30:50].all() and not arr[140, 30:50].any()  # the saved stroke, not the discarded one
 
     # accepting with unsaved edits asks; "Discard edits" keeps the saved map and shows it again
@@ -172,7 +172,7 @@ def test_review_flow_persists_across_restart(qtbot, make_win, sample, tmp_path, 
     wait_case(qtbot, ui2, "disc_1")
     rec = ReviewQueue(run).item("disc_1")
     assert rec.decision == "edited" and rec.labels == edited  # the accepted labels are the edited map
-    assert not w2.doc.labelmap.array[0, 100, 30:50].any() and not ui2.controller.has_unsaved_edits()
+    assert not w2.session.labelmap.array[0, 100, 30:50].any() and not ui2.controller.has_unsaved_edits()
 
 
 def test_batch_from_the_gui_with_stop_and_resume(qtbot, make_win, sample):

@@ -72,8 +72,8 @@ def drag_box(qtbot, w, box):
     for n in range(1, 6):
         qtbot.mouseMove(cv, a + (b - a) * (n / 5))
     qtbot.mouseRelease(cv, Qt.MouseButton.LeftButton, pos=b)
-    qtbot.waitUntil(lambda: w.doc.proposal is not None and w.engine.pending is None, timeout=20000)
-    assert w.doc.proposal.record.prompt["box"] == [float(v) for v in box]
+    qtbot.waitUntil(lambda: w.session.proposal is not None and w.engine.pending is None, timeout=20000)
+    assert w.session.proposal.record.prompt["box"] == [float(v) for v in box]
 
 
 def click_cell(qtbot, table, row, col):
@@ -101,7 +101,7 @@ def through_the_window(qtbot, make_window, scan: Path, demo, folder: Path) -> Pa
     drag_box(qtbot, w, LIVER_BOX)
     qtbot.keyClick(cv, Qt.Key.Key_Return)
     click_cell(qtbot, table, 0, COL_LOCK)
-    assert w.doc.labels[1].locked
+    assert w.session.labels[1].locked
     qtbot.keyClick(cv, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)  # label 2, active
     table.item(1, COL_NAME).setText("lesion")
     drag_box(qtbot, w, LESION_BOX)
@@ -114,10 +114,10 @@ def through_the_window(qtbot, make_window, scan: Path, demo, folder: Path) -> Pa
     qtbot.keyClick(panel.input, Qt.Key.Key_Return)
     [ok] = [b for b in panel.notice_box.buttons() if b.text() == "I understand"]
     ok.click()
-    qtbot.waitUntil(lambda: not panel.busy and w.doc.proposal is not None
-                    and w.doc.proposal.record.kind is PromptKind.GROUNDING, timeout=120000)
+    qtbot.waitUntil(lambda: not panel.busy and w.session.proposal is not None
+                    and w.session.proposal.record.kind is PromptKind.GROUNDING, timeout=120000)
     qtbot.keyClick(cv, Qt.Key.Key_Return)
-    assert w.doc.proposal is None
+    assert w.session.proposal is None
     with qtbot.waitSignal(w.files.saved, timeout=30000):
         w.files.save_project(str(folder))
     return folder / "project.json"

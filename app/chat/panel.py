@@ -1,7 +1,7 @@
 """`ChatPanel`: the MedPLIB chat dock — one conversation per slice, streamed answers, regions.
 
 The transcript, the question being answered and the grounded proposals are the session's
-(``doc.chat``, a `SessionChat`); the panel shows the conversation of the active view's slice
+(``session.chat``, a `SessionChat`); the panel shows the conversation of the active view's slice
 (scrolling switches conversations) and asks. ``<region>`` in a question is filled by the
 regions attached with "Use as <region>", or else by the region touched last on the slice (drawn
 box / outline / points, the proposal, or the active label's mask — which is how a corrected mask
@@ -32,9 +32,9 @@ class ChatPanel(ChatPanelUI):
 
     def __init__(self, window, controller: ChatController | None = None):
         super().__init__()
-        self.win, self.doc = window, window.doc
+        self.win, self.doc, self.session = window, window.doc, window.session
         self.settings = window.settings
-        self.chat = self.doc.chat  # the session's chat: transcript, question being answered
+        self.chat = self.session.chat  # the session's chat: transcript, question being answered
         self.ctl = controller or ChatController(window.settings, self)
         self.tracker = RegionTracker(self.doc, window.viewer.views, self)
         self.key: tuple[str, int] | None = None
@@ -115,7 +115,7 @@ class ChatPanel(ChatPanelUI):
         self.progress.setValue(done)
 
     def _update_buttons(self) -> None:
-        usable = self.ctl.state is not ChatState.UNCONFIGURED and self.doc.volume is not None
+        usable = self.ctl.state is not ChatState.UNCONFIGURED and self.session.volume is not None
         self.send_button.setEnabled(usable and not self.busy)
         self.stop_button.setEnabled(self.busy)
         self.clear_button.setEnabled(not self.busy and self.key is not None)
@@ -141,7 +141,7 @@ class ChatPanel(ChatPanelUI):
 
     # ----- slices and conversations ------------------------------------------------------------
     def _current_key(self) -> tuple[str, int] | None:
-        if self.doc.volume is None:
+        if self.session.volume is None:
             return None
         view = self.win.viewer.active
         return (view.orientation, view.index)
@@ -156,7 +156,7 @@ class ChatPanel(ChatPanelUI):
         self._refresh_regions()
 
     def _title(self, key: tuple[str, int]) -> str:
-        vol = self.doc.volume
+        vol = self.session.volume
         if vol is None:
             return ""
         if vol.is_2d:
@@ -201,7 +201,7 @@ class ChatPanel(ChatPanelUI):
         if self.key is None or self.busy:
             return
         self.chat.clear(self.key)
-        self.ctl.forget(self.key, self.doc.scan_serial)
+        self.ctl.forget(self.key, self.session.scan_serial)
 
     # ----- regions ---------------------------------------------------------------------------
     def _refresh_regions(self) -> None:
@@ -261,7 +261,7 @@ class ChatPanel(ChatPanelUI):
 
     def _ask(self, text: str, refs: list[RegionRef], key: tuple[str, int]) -> None:
         self.notice_box = None
-        if self.busy or self.doc.volume is None or key != self.key:
+        if self.busy or self.session.volume is None or key != self.key:
             return
         try:
             q = self.chat.ask(key, text, refs)
@@ -317,19 +317,19 @@ class ChatPanel(ChatPanelUI):
         conv = self.chat.conversation(self.key) if self.key else None
         if self.ctl.state in (ChatState.UNCONFIGURED, ChatState.ERROR):
             empty = self.ctl.message
-        elif self.doc.volume is None or self.key is None:
+        elif self.session.volume is None or self.key is None:
             empty = "Open a scan to chat about it."
         else:
             empty = (f"No questions about {self._title(self.key)} yet. Try “What can you see in this "
                      "image?”, draw a box and ask “What is in <region>?”, or “Segment the liver”.")
         streaming = self.chat.pending is not None and conv is self.chat.pending.conversation
-        current = self.doc.proposal.record.id if self.doc.proposal is not None else None
-        self.transcript.show_html(render_html(conv, self.doc.records(), empty, current), streaming)
+        current = self.session.proposal.record.id if self.session.proposal is not None else None
+        self.transcript.show_html(render_html(conv, self.session.records(), empty, current), streaming)
 
     def _on_anchor(self, url) -> None:
         if url.scheme() != "mask":
             return
-        rec = self.doc.records().get(int(url.path() or 0))
+        rec = self.session.records().get(int(url.path() or 0))
         if rec is None or rec.mask is None:
             return
         self.go_to((rec.orientation, rec.index))

@@ -26,7 +26,8 @@ class RegionTracker(QObject):
 
     def __init__(self, doc, views, parent: QObject | None = None):
         super().__init__(parent)
-        self.doc = doc
+        self.doc = doc  # signals
+        self.session = doc.session  # state and operations
         self._drawn: dict[tuple[str, int], tuple[RegionRef, float]] = {}
         self._t_proposal = 0.0
         self._t_label = 0.0
@@ -60,7 +61,7 @@ class RegionTracker(QObject):
         self._draw(view, ref)
 
     def _on_proposal(self) -> None:
-        p = self.doc.proposal
+        p = self.session.proposal
         if p is not None and not PromptKind(p.record.kind).restates_drawing:
             self._t_proposal = time.monotonic()
         self.changed.emit()
@@ -77,23 +78,23 @@ class RegionTracker(QObject):
     # ----- queries ---------------------------------------------------------------------------
     def candidates(self, orientation: str, index: int) -> list[RegionRef]:
         """Regions available on one slice, the most recently touched first."""
-        doc, vol = self.doc, self.doc.volume
+        s, vol = self.session, self.session.volume
         if vol is None or not 0 <= index < n_slices(vol, orientation):
             return []  # a slice of the previous scan, asked before the panel caught up
         found: list[tuple[float, int, RegionRef]] = []
         drawn = self._drawn.get((orientation, index))
         if drawn:
             found.append((drawn[1], 0, drawn[0]))
-        p = doc.proposal
+        p = s.proposal
         if p is not None:
             m = p.mask_on(vol, orientation, index)
             if m is not None and m.any():
                 found.append((self._t_proposal, 1, RegionRef(
                     RegionKind.MASK, source=RegionSource.PROPOSAL, prompt_id=p.record.id,
                     note=f"proposal #{p.record.id}", mask=np.array(m, dtype=bool))))
-        lab = doc.labels.get(doc.active_value) if doc.labelmap is not None else None
+        lab = s.labels.get(s.active_value) if s.labelmap is not None else None
         if lab is not None:
-            m = slice_geometry(vol, orientation, index).take(doc.labelmap.array) == lab.value
+            m = slice_geometry(vol, orientation, index).take(s.labelmap.array) == lab.value
             if m.any():
                 found.append((self._t_label, 2, RegionRef(
                     RegionKind.MASK, source=RegionSource.LABEL, note=f"label '{lab.name}'", mask=np.array(m))))

@@ -52,7 +52,7 @@ class ReviewController(QObject):
     def __init__(self, window):
         super().__init__(window)
         self.win = window
-        self.doc = window.doc
+        self.doc, self.session = window.doc, window.session
         self.runner = TaskRunner(1, self, "review")
         self.queue: ReviewQueue | None = None
         self.current: str | None = None  # selected case
@@ -114,7 +114,7 @@ class ReviewController(QObject):
     @property
     def shown(self) -> bool:
         """The selected case is the one in the viewer."""
-        return self.current is not None and self.current == self.loaded_case and self.doc.volume is not None
+        return self.current is not None and self.current == self.loaded_case and self.session.volume is not None
 
     def can_accept(self) -> bool:
         it = self.item
@@ -193,13 +193,13 @@ class ReviewController(QObject):
         series = vol.source.series_instance_uid if vol.source and Path(it.input).is_dir() else None
         self._own_load = True
         try:
-            self.doc.open(vol, str(it.input), series,
+            self.session.open(vol, str(it.input), series,
                                 labels=imported.labels if imported else None,
                                 label_array=imported.array if imported else None)
         finally:
             self._own_load = False
         self.win.files.project_path = None
-        self.doc.save_state.saved(SaveTarget.PROJECT)  # the labels are on disk: no project to save
+        self.session.save_state.saved(SaveTarget.PROJECT)  # the labels are on disk: no project to save
         self.loaded_case = it.case
         self._mark_clean()
         notes = list(imported.notes) if imported else []
@@ -212,7 +212,7 @@ class ReviewController(QObject):
 
     def _go_to_voxel(self, ijk) -> None:
         """Show the slice where the label is largest in every visible view."""
-        if self.doc.volume is None:
+        if self.session.volume is None:
             return
         for v in self.win.viewer.views:
             if v.isVisible() and v.n_slices():
@@ -225,13 +225,13 @@ class ReviewController(QObject):
 
     # ----- unsaved edits -----------------------------------------------------------------------
     def _mark_clean(self) -> None:
-        self.doc.save_state.saved(SaveTarget.REVIEW)
+        self.session.save_state.saved(SaveTarget.REVIEW)
         self._asking = True
 
     def has_unsaved_edits(self) -> bool:
         """True when the labels in the viewer differ from the case's label file (undoing back to
         them counts as no edit)."""
-        return self.shown and self._asking and self.doc.save_state.labels_dirty(SaveTarget.REVIEW)
+        return self.shown and self._asking and self.session.save_state.labels_dirty(SaveTarget.REVIEW)
 
     def _ask_if_unsaved(self, then: Callable[[], None], verb: str = "leave this case",
                         after_save: Callable[[], None] | None = None) -> bool:
@@ -304,22 +304,22 @@ class ReviewController(QObject):
             return
         it = self.item
         path = self.queue.edited_path(it.case)
-        vol = self.doc.volume
+        vol = self.session.volume
         proposed = str(it.proposed.relative_to(self.queue.run_dir)) if it.proposed else None
         extra = {"review": {"case": it.case, "decision": "edited", "proposed": proposed,
                             "reviewer": self.reviewer}}
         if isinstance(it.record.get("engine"), dict):
             extra["batch_engine"] = it.record["engine"]
-        mark = self.doc.save_state.mark()
-        job = self.doc.project_job(lambda p: export_labels(path, p.label_array, vol, p.labels, extra))
+        mark = self.session.save_state.mark()
+        job = self.session.project_job(lambda p: export_labels(path, p.label_array, vol, p.labels, extra))
         case = it.case
         self._set_state(ReviewState.SAVING)
 
         def done(written):
             self._set_state(ReviewState.IDLE)
             if self.loaded_case == case:
-                self.doc.save_state.saved(SaveTarget.REVIEW, mark)
-                self.doc.save_state.saved(SaveTarget.PROJECT)
+                self.session.save_state.saved(SaveTarget.REVIEW, mark)
+                self.session.save_state.saved(SaveTarget.PROJECT)
             self._decide("edited", edited_labels=Path(written), case=case, then=then)
 
         def failed(exc):

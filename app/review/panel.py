@@ -218,7 +218,7 @@ class ReviewPanel(QWidget):
                     lines.append(f"<span style='color:#c0392b'>Cannot open the scan: {c.load_error}</span>")
                 elif c.load_error:
                     lines.append("Its scan cannot be opened.")
-                if c.loaded_case and c.doc.volume is not None:
+                if c.loaded_case and c.session.volume is not None:
                     lines.append(f"<i>The viewer still shows {c.loaded_case}.</i>")
             self.details.setText("<br>".join(lines))
             self.details.setToolTip(f"scan: {it.input}\nlabels: {it.labels}")
