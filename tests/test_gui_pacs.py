@@ -65,19 +65,19 @@ def test_open_a_series_from_the_pacs_draw_and_send_the_seg_back(qtbot, win, pacs
     qtbot.mouseClick(browser.series_table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
     assert browser.open_button.isEnabled()
     qtbot.mouseClick(browser.open_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: win.doc.volume is not None and not win.files.loading, timeout=60000)
+    qtbot.waitUntil(lambda: win.session.volume is not None and not win.files.loading, timeout=60000)
     assert not browser.isVisible()
-    assert win.doc.path == s["url"]
+    assert win.session.path == s["url"]
     local = load(s["folder"])
-    assert np.array_equal(win.doc.volume.array, local.array) and win.doc.volume.origin == local.origin
+    assert np.array_equal(win.session.volume.array, local.array) and win.session.volume.origin == local.origin
     assert win.settings.recent_files()[0] == s["url"]
 
     cv = win.viewer.active.canvas
     qtbot.keyClick(cv, Qt.Key.Key_B)
     drag(cv, image_point(cv, 30, 30), image_point(cv, 90, 95))
-    qtbot.waitUntil(lambda: win.doc.proposal is not None and win.engine.pending is None, timeout=10000)
+    qtbot.waitUntil(lambda: win.session.proposal is not None and win.engine.pending is None, timeout=10000)
     qtbot.keyClick(cv, Qt.Key.Key_Return)
-    qtbot.waitUntil(lambda: any(win.doc.counts.values()), timeout=10000)
+    qtbot.waitUntil(lambda: any(win.session.counts.values()), timeout=10000)
 
     assert win.actions_by_name["pacs_send"].isEnabled()
     win.actions_by_name["pacs_send"].trigger()
@@ -100,10 +100,10 @@ def test_open_a_series_from_the_pacs_draw_and_send_the_seg_back(qtbot, win, pacs
     qtbot.waitUntil(lambda: win.files.project_path == str(project), timeout=20000)
     saved = (project / "project.json").read_text()
     assert s["url"] in saved and PASSWORD not in saved and "pacs-cache" not in saved
-    labelled = win.doc.labelmap.array.copy()
+    labelled = win.session.labelmap.array.copy()
     win.files.open_project(str(project))
-    qtbot.waitUntil(lambda: not win.files.loading and win.doc.path == s["url"], timeout=60000)
-    assert np.array_equal(win.doc.labelmap.array, labelled)
+    qtbot.waitUntil(lambda: not win.files.loading and win.session.path == s["url"], timeout=60000)
+    assert np.array_equal(win.session.labelmap.array, labelled)
 
 
 def test_wrong_password_and_server_down_are_said_in_the_browser(qtbot, win, pacs, pacs_series):

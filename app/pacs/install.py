@@ -28,7 +28,7 @@ class PacsUI(QObject):
         self._update()
 
     def _update(self) -> None:
-        vol = self.win.doc.volume
+        vol = self.win.session.volume
         self.send_action.setEnabled(bool(vol is not None and vol.source and vol.source.kind == "dicom"))
 
     def show_browser(self) -> StudyBrowser:
@@ -42,7 +42,7 @@ class PacsUI(QObject):
         return self.browser
 
     def show_send(self) -> SendDialog | None:
-        if self.win.doc.volume is None:
+        if self.win.session.volume is None:
             return None
         self.send_dialog = SendDialog(self.win, self.store)
         self.send_dialog.sent.connect(lambda obj: self.win.status.showMessage(

@@ -45,8 +45,8 @@ class SendDialog(QDialog):
         for s in servers:
             if s.service != origin:
                 self.target.addItem(s.label(), s)
-        counts = window.doc.counts if window.doc.volume is not None else {}
-        n = sum(1 for lab in window.doc.labels if counts.get(lab.value))
+        counts = window.session.counts if window.session.volume is not None else {}
+        n = sum(1 for lab in window.session.labels if counts.get(lab.value))
         self.what = QLabel(f"A DICOM SEG with {n} label{'s' if n != 1 else ''}, referencing the scan's series.")
         self.busy = QProgressBar()
         self.busy.setRange(0, 0)
@@ -74,7 +74,7 @@ class SendDialog(QDialog):
         lay.addLayout(buttons)
 
     def origin_service(self) -> str:
-        path = getattr(self.win.doc, "path", "") or ""
+        path = self.win.session.path or ""
         return parse_series_url(path).service if is_series_url(path) else ""
 
     def _show(self, text: str, error: bool = False) -> None:
@@ -83,16 +83,16 @@ class SendDialog(QDialog):
 
     def send(self) -> None:
         server: ServerConfig | None = self.target.currentData()
-        doc = self.win.doc
-        if server is None or doc.volume is None:
+        session = self.win.session
+        if server is None or session.volume is None:
             return
         creds = self.store.credentials(server) if server.name or self.store.for_service(server.service) else None
         if creds is None:
             from medplib_core.pacs.credentials import credentials_for
 
             creds = credentials_for(server.service)[0]
-        vol = doc.volume
-        job = doc.project_job(lambda p: _send(server.service, creds, p.label_array, vol, p.labels))
+        vol = session.volume
+        job = session.project_job(lambda p: _send(server.service, creds, p.label_array, vol, p.labels))
         self.send_button.setEnabled(False)
         self.busy.show()
         self._show(f"Sending to {server.service}…")
