@@ -68,7 +68,7 @@ class MainWindow(QMainWindow):
         self.session = self.doc.session  # what the user is doing to the open scan
         self.tools = ToolState(self.settings.get("tool", "box", str), self.settings.get("brush_size", 10, int), self)
         self.viewer = ViewerArea(self.doc, self.tools)
-        self.doc.session.view_state_provider = self.viewer.state
+        self.session.view_state_provider = self.viewer.state
         self.setCentralWidget(self.viewer)
         self.status = StatusBar(self)
         self.setStatusBar(self.status)

@@ -16,7 +16,6 @@ import numpy as np
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QMessageBox
 
-import medplib_core
 from medplib_core.batch.review import ReviewItem, ReviewQueue
 from medplib_core.errors import MedplibError
 from medplib_core.export import export_labels, import_labels
@@ -24,6 +23,7 @@ from medplib_core.session import SaveTarget
 from medplib_core.text_enum import TextEnum
 
 from ..dialogs import error_from_exception, explain, show_error
+from ..files import load_for_display
 from ..workers import TaskRunner
 
 
@@ -168,7 +168,7 @@ class ReviewController(QObject):
         self.current_changed.emit()
 
         def work():
-            vol = medplib_core.load(it.input)
+            vol = load_for_display(it.input)
             imported = import_labels(labels, vol) if labels is not None else None
             return vol, imported, _peak_voxel(imported.array) if imported is not None else None
 
