@@ -186,3 +186,22 @@ def test_segment_cli_stores_its_mask_as_a_seg(pacs, pacs_series, tmp_path):
     assert report["sent"]["study"] == s["study"] and report["pixels"] > 0
     segs = [g for g in _seg_series_of(pacs, s["study"], s["series"]) if g.SOPInstanceUID == report["sent"]["sop_instance_uid"]]
     assert len(segs) == 1 and segs[0].SegmentSequence[0].SegmentLabel == "segment"
+
+
+def test_send_rtstruct_and_import_it_back(pacs, pacs_series, tmp_path):
+    s = pacs_series["ct5"]
+    vol = load(s["url"])
+    labels, ls = _seg_on(vol)
+    sent = send_labels(pacs.dicomweb, labels, vol, ls, kind="rtstruct")
+    assert sent.sop_class == pydicom.uid.RTStructureSetStorage and sent.study_uid == s["study"]
+    c = PacsClient(pacs.dicomweb)
+    row = next(r for r in c.search_series(s["study"]) if r.series_uid == sent.series_uid)
+    assert row.modality == "RTSTRUCT"
+    ds = next(c.iter_series(s["study"], sent.series_uid))
+    series_ref = ds.ReferencedFrameOfReferenceSequence[0].RTReferencedStudySequence[0].RTReferencedSeriesSequence[0]
+    assert series_ref.SeriesInstanceUID == s["series"]
+    from medplib_core.export import import_labels
+
+    ds.save_as(tmp_path / "rt.dcm")
+    back = import_labels(tmp_path / "rt.dcm", vol)
+    assert np.array_equal(back.array, labels)

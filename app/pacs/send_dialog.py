@@ -1,6 +1,7 @@
-"""`SendDialog` (File ▸ Send to PACS…): store the labels as a DICOM SEG with STOW-RS.
+"""`SendDialog` (File ▸ Send to PACS…): store the labels as a DICOM SEG or an RT Structure Set
+with STOW-RS.
 
-The server the scan came from is offered first; the SEG is written by the same writer as
+The server the scan came from is offered first; the object is written by the same writers as
 File ▸ Export and references the scan's series. The store runs on a worker thread.
 """
 
@@ -11,16 +12,17 @@ from PySide6.QtWidgets import (QComboBox, QDialog, QHBoxLayout, QLabel, QProgres
                                QWidget)
 
 from medplib_core.pacs import PacsError, is_series_url, parse_series_url
+from medplib_core.pacs.send import FORMATS
 
 from ..workers import TaskRunner
 from .servers import ServerConfig, ServerStore
 
 
-def _send(service: str, creds, labels, volume, label_set):
+def _send(service: str, creds, labels, volume, label_set, kind: str):
     from medplib_core.pacs.client import PacsClient
     from medplib_core.pacs.send import send_labels
 
-    return send_labels(service, labels, volume, label_set, client=PacsClient(service, creds))
+    return send_labels(service, labels, volume, label_set, client=PacsClient(service, creds), kind=kind)
 
 
 class SendDialog(QDialog):
@@ -47,7 +49,10 @@ class SendDialog(QDialog):
                 self.target.addItem(s.label(), s)
         counts = window.session.counts if window.session.volume is not None else {}
         n = sum(1 for lab in window.session.labels if counts.get(lab.value))
-        self.what = QLabel(f"A DICOM SEG with {n} label{'s' if n != 1 else ''}, referencing the scan's series.")
+        self.format = QComboBox()
+        for key, text in FORMATS.items():
+            self.format.addItem(text, key)
+        self.what = QLabel(f"{n} label{'s' if n != 1 else ''}, referencing the scan's series.")
         self.busy = QProgressBar()
         self.busy.setRange(0, 0)
         self.busy.hide()
@@ -62,6 +67,8 @@ class SendDialog(QDialog):
         row = QHBoxLayout()
         row.addWidget(QLabel("Server"))
         row.addWidget(self.target, 1)
+        row.addWidget(QLabel("as"))
+        row.addWidget(self.format)
         buttons = QHBoxLayout()
         buttons.addWidget(self.busy)
         buttons.addStretch(1)
@@ -92,7 +99,8 @@ class SendDialog(QDialog):
 
             creds = credentials_for(server.service)[0]
         vol = session.volume
-        job = session.project_job(lambda p: _send(server.service, creds, p.label_array, vol, p.labels))
+        kind = self.format.currentData()
+        job = session.project_job(lambda p: _send(server.service, creds, p.label_array, vol, p.labels, kind))
         self.send_button.setEnabled(False)
         self.busy.show()
         self._show(f"Sending to {server.service}…")
@@ -100,7 +108,7 @@ class SendDialog(QDialog):
         def done(obj):
             self.busy.hide()
             self.result = obj
-            self._show(f"Stored in {obj.service}: DICOM SEG series {obj.series_uid} in study {obj.study_uid}.")
+            self._show(f"Stored in {obj.service}: {FORMATS[kind]} series {obj.series_uid} in study {obj.study_uid}.")
             self.sent.emit(obj)
 
         def failed(exc):

@@ -1,8 +1,9 @@
-"""Send results back to the PACS: a DICOM SEG (or any DICOM file) stored with STOW-RS.
+"""Send results back to the PACS: a DICOM SEG or RT Structure Set (or any DICOM file) stored
+with STOW-RS.
 
-The SEG is written by the same writer as File ▸ Export (`export.dicom_seg`), so it references
-the source series' instances and sits in the source study; `send_labels` writes it to a
-temporary folder, stores it and checks that the server lists it afterwards.
+The objects are written by the same writers as File ▸ Export (`export.dicom_seg`,
+`export.rtstruct`), so they reference the source series' instances and sit in the source
+study; `send_labels` writes one to a temporary folder and stores it.
 """
 
 from __future__ import annotations
@@ -65,11 +66,19 @@ def send_file(url: str, path: str | Path, client=None) -> SentObject:
     return send_datasets(url, [ds], client)[0]
 
 
-def send_labels(url: str, labels, volume, label_set, extra: dict | None = None, client=None) -> SentObject:
-    """Write the labels as a DICOM SEG on the volume's source series and store it."""
-    from ..export.dicom_seg import write_dicom_seg
+FORMATS = {"seg": "DICOM SEG", "rtstruct": "RT Structure Set"}
 
+
+def send_labels(url: str, labels, volume, label_set, extra: dict | None = None, client=None,
+                kind: str = "seg") -> SentObject:
+    """Write the labels as a DICOM SEG (``kind="seg"``) or an RT Structure Set
+    (``"rtstruct"``) on the volume's source series, with the export writers, and store it."""
+    from ..export import write_dicom_seg, write_rtstruct
+
+    if kind not in FORMATS:
+        raise PacsError(url, f"cannot send labels as {kind!r} (use seg or rtstruct)")
     service_of(url)  # a bad URL fails before any work
+    writer = write_dicom_seg if kind == "seg" else write_rtstruct
     with tempfile.TemporaryDirectory(prefix="medplib-stow-") as tmp:
-        path = write_dicom_seg(Path(tmp) / "labels.dcm", labels, volume, label_set, extra=extra)
+        path = writer(Path(tmp) / "labels.dcm", labels, volume, label_set, extra=extra)
         return send_file(url, path, client)
