@@ -73,7 +73,7 @@ def test_wrong_credentials(pacs, pacs_series, creds):
     msg = str(e.value)
     assert "refused the credentials (HTTP 401" in msg and e.value.status == 401
     assert "MEDPLIB_DICOMWEB_USER" in e.value.hint
-    assert (creds.secret or "\0") not in msg
+    assert (creds.secret or "\0") not in msg and (creds.username or "\0") not in msg
     _nothing_cached(url)
 
 

@@ -51,7 +51,8 @@ class Credentials:
             session.headers["Authorization"] = f"Bearer {self.secret}"
 
     def describe(self) -> str:
-        return {"none": "no authentication", "basic": f"user {self.username!r}",
+        # no user name either: messages end up in logs, and credentials never do
+        return {"none": "no authentication", "basic": "a user name and password",
                 "bearer": "a bearer token"}[self.kind]
 
 
