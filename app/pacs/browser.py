@@ -37,9 +37,12 @@ def _date(text: str) -> str:
     return f"{text[:4]}-{text[4:6]}-{text[6:8]}" if len(text) == 8 and text.isdigit() else text
 
 
-def _table(columns) -> QTableWidget:
+def _table(columns, stretch: int) -> QTableWidget:
     t = QTableWidget(0, len(columns))
     t.setHorizontalHeaderLabels(list(columns))
+    header = t.horizontalHeader()
+    header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    header.setSectionResizeMode(stretch, QHeaderView.ResizeMode.Stretch)  # the description
     t.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
     t.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
     t.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -56,7 +59,6 @@ def _fill(table: QTableWidget, rows: list[list]) -> None:
             if isinstance(v, int):
                 item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             table.setItem(r, c, item)
-    table.resizeColumnsToContents()
 
 
 class StudyBrowser(QDialog):
@@ -115,11 +117,9 @@ class StudyBrowser(QDialog):
         for w in (self.patient_name, self.patient_id, self.accession, self.date_from, self.date_to):
             w.returnPressed.connect(self.search)
 
-        self.study_table = _table(STUDY_COLUMNS)
-        self.study_table.horizontalHeader().setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)
+        self.study_table = _table(STUDY_COLUMNS, stretch=4)
         self.study_table.itemSelectionChanged.connect(self._study_chosen)
-        self.series_table = _table(SERIES_COLUMNS)
-        self.series_table.horizontalHeader().setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        self.series_table = _table(SERIES_COLUMNS, stretch=2)
         self.series_table.itemSelectionChanged.connect(self._update_buttons)
         self.series_table.doubleClicked.connect(lambda *_: self.open_selected())
         split = QSplitter(Qt.Orientation.Vertical)
