@@ -11,8 +11,6 @@ from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtWidgets import QDialogButtonBox  # noqa: E402
 
 from app.automation import drag, image_point  # noqa: E402
-from app.main_window import MainWindow  # noqa: E402
-from app.testing import ThresholdEngine, isolate  # noqa: E402
 from medplib_core import load  # noqa: E402
 from medplib_core.pacs.client import PacsClient  # noqa: E402
 from medplib_core.pacs.credentials import Credentials, forget  # noqa: E402
@@ -23,16 +21,9 @@ pytestmark = [pytest.mark.gui, pytest.mark.timeout(180)]
 
 
 @pytest.fixture
-def win(qtbot, tmp_path, pacs):
-    isolate(tmp_path)
+def win(make_window, pacs):
     forget(pacs.dicomweb)  # the GUI must get the credentials from what the user types
-    w = MainWindow(engine_factory=ThresholdEngine, autosave_ms=60000)
-    qtbot.addWidget(w)
-    w.resize(1100, 760)
-    w.show()
-    qtbot.waitUntil(lambda: w.engine.ready, timeout=10000)
-    yield w
-    w.close()
+    return make_window(size=(1100, 760), autosave_ms=60000)
 
 
 def add_server(qtbot, browser, url: str, password: str, name: str = "Test PACS"):
@@ -56,7 +47,7 @@ def search(qtbot, browser, field, text: str):
 
 def test_open_a_series_from_the_pacs_draw_and_send_the_seg_back(qtbot, win, pacs, pacs_series, tmp_path):
     s = pacs_series["ct_small"]
-    browser = win.pacs.show_browser()
+    browser = win.extension("pacs").show_browser()
     assert "No PACS server yet" in browser.status.text()
     dlg = add_server(qtbot, browser, pacs.dicomweb + "/", PASSWORD)
     qtbot.mouseClick(dlg.test_button, Qt.MouseButton.LeftButton)
@@ -91,7 +82,7 @@ def test_open_a_series_from_the_pacs_draw_and_send_the_seg_back(qtbot, win, pacs
 
     assert win.actions_by_name["pacs_send"].isEnabled()
     win.actions_by_name["pacs_send"].trigger()
-    send = win.pacs.send_dialog
+    send = win.extension("pacs").send_dialog
     assert "where the scan came from" in send.target.currentText()
     assert send.format.currentData() == "seg"
     qtbot.mouseClick(send.send_button, Qt.MouseButton.LeftButton)
@@ -105,13 +96,12 @@ def test_open_a_series_from_the_pacs_draw_and_send_the_seg_back(qtbot, win, pacs
     assert ds.ReferencedSeriesSequence[0].SeriesInstanceUID == s["series"]
 
     win.actions_by_name["pacs_send"].trigger()  # the same labels as an RT Structure Set
-    send = win.pacs.send_dialog
+    send = win.extension("pacs").send_dialog
     send.format.setCurrentIndex(send.format.findData("rtstruct"))
     qtbot.mouseClick(send.send_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: send.result is not None or "#b00020" in send.status.styleSheet(), timeout=60000)
     assert send.result is not None and send.result.sop_class == "1.2.840.10008.5.1.4.1.1.481.3", send.status.text()
     assert "RT Structure Set series" in send.status.text()
-
 
     # a project keeps the series URL (no cache path, no secret) and reopens from the PACS
     project = tmp_path / "ct.medplib"
@@ -126,7 +116,7 @@ def test_open_a_series_from_the_pacs_draw_and_send_the_seg_back(qtbot, win, pacs
 
 
 def test_wrong_password_and_server_down_are_said_in_the_browser(qtbot, win, pacs, pacs_series):
-    browser = win.pacs.show_browser()
+    browser = win.extension("pacs").show_browser()
     dlg = add_server(qtbot, browser, pacs.dicomweb, "wrong-password")
     qtbot.mouseClick(dlg.buttons.button(QDialogButtonBox.StandardButton.Save), Qt.MouseButton.LeftButton)
     search(qtbot, browser, browser.patient_name, "Doe")
