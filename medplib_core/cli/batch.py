@@ -13,6 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("spec", help="the batch spec (YAML or JSON); see medplib_core/batch/spec.py")
     p.add_argument("--workers", type=int, help="worker processes (default: one per two CPU cores, or one per GPU)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--server", metavar="URL", help="run the spec's engine on a `medplib-studio serve` "
+                   "at URL (token: $MEDPLIB_SERVER_TOKEN); the cases run in this process")
     p.set_defaults(func=run)
 
 
@@ -34,6 +36,11 @@ def run(args: argparse.Namespace) -> int:
     from medplib_core.batch import load_spec, run_batch
 
     spec = load_spec(args.spec)
+    engine = None
+    if args.server:
+        from medplib_core.engines.remote import RemoteEngine
+
+        engine = RemoteEngine(args.server, engine=str(spec.engine.get("name", "litemedsam")))
     stop = threading.Event()
     tty = sys.stderr.isatty()
 
@@ -52,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         print(("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
 
     try:
-        summary = run_batch(spec, workers=args.workers, progress=show, stop=stop)
+        summary = run_batch(spec, workers=args.workers, progress=show, stop=stop, engine=engine)
     except KeyboardInterrupt:
         print("\nstopped; finished cases are recorded in the manifest, re-run to resume", file=sys.stderr)
         return 130

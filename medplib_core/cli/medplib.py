@@ -50,6 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--forced-answer", help=argparse.SUPPRESS)
     a.add_argument("--report", action="store_true", help="print the load report")
     a.add_argument("--json", action="store_true", help="print the turn's provenance as JSON")
+    a.add_argument("--server", metavar="URL", help="ask the MedPLIB of a `medplib-studio serve` at URL "
+                   "(token: $MEDPLIB_SERVER_TOKEN); the weight options are then the server's")
     a.set_defaults(func=run_ask)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
@@ -104,10 +106,27 @@ def _read_image(path: str):
         raise LoadError(path, f"cannot read the image: {exc}") from exc
 
 
-def run_ask(args: argparse.Namespace) -> int:
+def _regions(args: argparse.Namespace, region_type=None) -> list:
+    """The --point/--box/--region-mask regions, as `region_type(kind, data)` or plain values."""
     import numpy as np
     from PIL import Image
 
+    make = region_type or (lambda kind, data: data)
+    regions = [make("point", _floats(p, 2, "point")) for p in args.point]
+    regions += [make("box", _floats(b, 4, "box")) for b in args.box]
+    for m in args.region_mask:
+        regions.append(make("mask", np.array(Image.open(m).convert("L")) > 0))
+    return regions
+
+
+def _stream(delta: str) -> None:
+    sys.stdout.write(delta)
+    sys.stdout.flush()
+
+
+def run_ask(args: argparse.Namespace) -> int:
+    if getattr(args, "server", None):
+        return _ask_remote(args)
     from medplib_core.errors import LoadError
     from medplib_core.medplib.chat import ChatSession, ChatSettings
     from medplib_core.medplib.generation import GenerationSettings
@@ -120,24 +139,43 @@ def run_ask(args: argparse.Namespace) -> int:
     if not ok:
         raise LoadError(cfg.checkpoint or "MedPLIB", message)
     image = _read_image(args.image)
-    regions = [Region("point", _floats(p, 2, "point")) for p in args.point]
-    regions += [Region("box", _floats(b, 4, "box")) for b in args.box]
-    for m in args.region_mask:
-        arr = np.array(Image.open(m).convert("L")) > 0
-        regions.append(Region("mask", arr))
+    regions = _regions(args, Region)
     loaded = load_medplib(cfg.checkpoint, cfg.clip, cfg.sam, device=cfg.device)
     if args.report:
         print(loaded.report.format(), file=sys.stderr)
-    gen = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                             top_p=args.top_p, seed=args.seed, forced_answer=args.forced_answer)
+    gen = GenerationSettings(**_generation_options(args))
     settings = ChatSettings(generation=gen, crop_mode=args.crop, threshold=args.threshold)
     chat = ChatSession(loaded, image, settings)
+    turn = chat.ask(args.question, regions=regions, on_token=None if args.json else _stream)
+    return _finish(args, turn)
 
-    def stream(delta: str) -> None:
-        sys.stdout.write(delta)
-        sys.stdout.flush()
 
-    turn = chat.ask(args.question, regions=regions, on_token=None if args.json else stream)
+def _generation_options(args: argparse.Namespace) -> dict:
+    return {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature,
+            "top_p": args.top_p, "seed": args.seed, "forced_answer": args.forced_answer}
+
+
+def _ask_remote(args: argparse.Namespace) -> int:
+    """The same question through a server's MedPLIB (no model is loaded here)."""
+    from medplib_core.engines.remote import RemoteEngine
+
+    image = _read_image(args.image)
+    regions = _regions(args)
+    engine = RemoteEngine(args.server, engine="medplib")
+    if args.report:
+        print(f"server {args.server}: {engine.info.name} {engine.info.version} on {engine.info.device}",
+              file=sys.stderr)
+    settings = dict(_generation_options(args), crop_mode=args.crop, threshold=args.threshold)
+    chat = engine.encode(image).chat(settings)
+    turn = chat.ask(args.question, regions=regions, on_token=None if args.json else _stream)
+    engine.close()
+    return _finish(args, turn)
+
+
+def _finish(args: argparse.Namespace, turn) -> int:
+    import numpy as np
+    from PIL import Image
+
     if not args.json:
         print()
     if turn.masks:

@@ -36,6 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--text", help="MedPLIB: the target to ground, e.g. 'liver'")
     for name in ("checkpoint", "clip", "sam"):
         p.add_argument(f"--{name}", help=f"MedPLIB {name} path (default: $MEDPLIB_{name.upper()} or the settings)")
+    p.add_argument("--server", metavar="URL", help="use the engine of a `medplib-studio serve` at URL "
+                   "(token: $MEDPLIB_SERVER_TOKEN) instead of loading it here")
     p.set_defaults(func=run)
 
 
@@ -69,10 +71,15 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= k < vol.shape[0]:
         raise PromptError(f"--slice {k} is outside the scan (0..{vol.shape[0] - 1})")
     image = apply_window(vol.array[k], *window)
-    cfg = {"name": args.engine, "device": args.device}
-    if args.engine == "medplib":
-        cfg.update(checkpoint=args.checkpoint, clip=args.clip, sam=args.sam)
-    engine = create_engine(cfg)
+    if args.server:
+        from medplib_core.engines.remote import RemoteEngine
+
+        engine = RemoteEngine(args.server, engine=args.engine)
+    else:
+        cfg = {"name": args.engine, "device": args.device}
+        if args.engine == "medplib":
+            cfg.update(checkpoint=args.checkpoint, clip=args.clip, sam=args.sam)
+        engine = create_engine(cfg)
     res = engine.encode(image).predict(Prompt(points=pts, point_labels=labs, text=args.text,
                                               box=tuple(args.box) if args.box else None))
     if res.reason:

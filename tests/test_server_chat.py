@@ -1,0 +1,133 @@
+"""Chat through a real `medplib-studio serve` (tiny MedPLIB checkpoint): streamed answers equal
+to in-process ones, KV-cache reuse of follow-ups, cancel, fair sharing between concurrent
+answers, a lost conversation rebuilt from history, and `medplib ask --server`."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from medplib_core.errors import CancelledError, PromptError
+from medplib_core.medplib.chat import ChatSession, ChatSettings
+from medplib_core.medplib.generation import GenerationSettings
+
+from test_medplib_support import test_image, tiny_demo  # noqa: F401
+from test_server_support import demo_paths, engine_server, remote  # noqa: F401
+
+LONG = "liver " * 300  # a teacher-forced answer of a few hundred tokens
+
+
+@pytest.fixture(scope="module")
+def image():
+    return test_image(72, 100)
+
+
+@pytest.fixture(scope="module")
+def medplib(engine_server):
+    eng = remote(engine_server, "medplib")
+    yield eng
+    eng.close()
+
+
+def test_streamed_answer_equals_local(medplib, tiny_demo, image):
+    local = ChatSession(tiny_demo, image)
+    chat = medplib.encode(image).chat()
+    deltas: list[str] = []
+    q1, regions = "Could you segment the liver at the area <region>?", [(20, 10, 60, 40)]
+    r1 = chat.ask(q1, regions=regions, on_token=deltas.append)
+    l1 = local.ask(q1, regions=regions)
+    assert r1.text == l1.text == "The liver <SEG> ." and "".join(deltas) == r1.text and len(deltas) >= 3
+    assert r1.grounded and np.array_equal(r1.masks[0], l1.masks[0])
+    assert r1.scores == pytest.approx(l1.scores, abs=1e-5)
+    assert r1.provenance["answer_ids"] == l1.provenance["answer_ids"]
+    assert r1.provenance["weights_sha256"] == l1.provenance["weights_sha256"]
+    # the follow-up reuses the conversation's KV cache on the server, as it does locally
+    r2, l2 = chat.ask("And the spleen?"), local.ask("And the spleen?")
+    assert r2.provenance["prompt_positions_reused"] == l2.provenance["prompt_positions_reused"] > 0
+    assert r2.provenance["turn"] == 1 and r2.text == l2.text
+    assert len(chat.turns) == 2
+
+
+def test_cancel_mid_answer_keeps_the_conversation(medplib, image):
+    chat = medplib.encode(image).chat()
+    chat.ask("What is this?")
+    got: list[str] = []
+    with pytest.raises(CancelledError) as err:
+        chat.ask("Describe it.", on_token=got.append, cancel=lambda: len(got) >= 5,
+                 generation={"forced_answer": LONG})
+    assert err.value.partial_text.startswith("liver") and 5 <= len(got) < 200
+    status = medplib.conn.request("GET", f"/v1/conversations/{chat._cid}")
+    assert len(status["turns"]) == 1 and not status["busy"]
+    assert chat.ask("What is this?").provenance["turn"] == 1
+
+
+def test_concurrent_answers_take_turns(medplib, image):
+    """A second answer starts streaming long before the first is done (round-robin per token)."""
+    a, b = medplib.encode(image).chat(), medplib.encode(image).chat()
+    times: dict[str, list[float]] = {"a": [], "b": []}
+    errors: list[BaseException] = []
+
+    def run(name, chat):
+        try:
+            chat.ask("Describe it.", on_token=lambda d: times[name].append(time.monotonic()),
+                     generation={"forced_answer": LONG})
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    ta = threading.Thread(target=run, args=("a", a))
+    ta.start()
+    while not times["a"] and ta.is_alive():
+        time.sleep(0.005)
+    tb = threading.Thread(target=run, args=("b", b))
+    tb.start()
+    ta.join(120)
+    tb.join(120)
+    assert not errors
+    n = len(times["a"])
+    first_b = times["b"][0]
+    a_before_b = sum(1 for t in times["a"] if t < first_b)
+    assert a_before_b < n / 2, f"{a_before_b} of {n} tokens of A came before B's first"
+    assert times["a"][-1] > first_b
+
+
+def test_lost_conversation_is_rebuilt_from_history(medplib, tiny_demo, image):
+    chat = medplib.encode(image).chat()
+    local = ChatSession(tiny_demo, image)
+    chat.ask("Could you segment the liver?")
+    local.ask("Could you segment the liver?")
+    medplib.conn.request("DELETE", f"/v1/conversations/{chat._cid}")  # as expiry would
+    r, l = chat.ask("And the kidney?"), local.ask("And the kidney?")
+    assert r.provenance["turn"] == 1 and r.text == l.text
+    assert r.provenance["prompt_positions_reused"] > 0
+
+
+def test_unusable_question_is_a_prompt_error(medplib, image):
+    chat = medplib.encode(image).chat()
+    with pytest.raises(PromptError, match="question"):
+        chat.ask("What is at <region> and <region>?", regions=[(10, 10)])
+    with pytest.raises(PromptError, match="regions"):
+        chat.ask("What is at <region>?", regions=[(900, 900)])
+    assert chat.ask("What is this?").text  # the conversation still works
+
+
+def test_medplib_ask_cli_with_server(engine_server, demo_paths, image, tmp_path, monkeypatch, capsys):
+    from medplib_core.cli.main import main
+
+    png = tmp_path / "slice.png"
+    Image.fromarray(image).save(png)
+    monkeypatch.setenv("MEDPLIB_SERVER_TOKEN", engine_server.token)
+    q = "Could you segment the liver?"
+    assert main(["medplib", "ask", str(png), q, "--server", engine_server.url, "--json",
+                 "--mask-out", str(tmp_path / "remote.png")]) == 0
+    remote_prov = json.loads(capsys.readouterr().out)
+    assert main(["medplib", "ask", str(png), q, "--checkpoint", str(demo_paths.checkpoint),
+                 "--clip", str(demo_paths.clip), "--sam", str(demo_paths.sam), "--device", "cpu",
+                 "--json", "--mask-out", str(tmp_path / "local.png")]) == 0
+    local_prov = json.loads(capsys.readouterr().out)
+    assert remote_prov["answer"] == local_prov["answer"] and remote_prov["server"] == engine_server.url
+    assert np.array_equal(np.array(Image.open(tmp_path / "remote.png")), np.array(Image.open(tmp_path / "local.png")))
