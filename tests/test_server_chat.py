@@ -131,3 +131,25 @@ def test_medplib_ask_cli_with_server(engine_server, demo_paths, image, tmp_path,
     local_prov = json.loads(capsys.readouterr().out)
     assert remote_prov["answer"] == local_prov["answer"] and remote_prov["server"] == engine_server.url
     assert np.array_equal(np.array(Image.open(tmp_path / "remote.png")), np.array(Image.open(tmp_path / "local.png")))
+
+
+def test_a_client_that_goes_away_cancels_its_answer(medplib, engine_server, image):
+    import httpx
+
+    sess = medplib.encode(image)
+    conv = medplib.conn.request("POST", "/v1/conversations", {"image": sess.image_id})["conversation"]
+    headers = {"Authorization": f"Bearer {engine_server.token}"}
+    body = {"question": "Describe it.", "generation": {"forced_answer": LONG}}
+    with httpx.stream("POST", f"{engine_server.url}/v1/conversations/{conv}/ask", json=body,
+                      headers=headers, timeout=60) as r:
+        tokens = 0
+        for line in r.iter_lines():
+            tokens += line.startswith("event: token")
+            if tokens == 3:
+                break  # hang up in the middle of the answer
+    deadline = time.monotonic() + 20
+    status = medplib.conn.request("GET", f"/v1/conversations/{conv}")
+    while status["busy"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+        status = medplib.conn.request("GET", f"/v1/conversations/{conv}")
+    assert not status["busy"] and status["turns"] == []  # stopped, and rolled back like a cancel

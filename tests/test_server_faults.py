@@ -1,6 +1,6 @@
 """Faults: the server is SIGKILLed in the middle of a streamed answer; the client raises one
 clear error, reconnects when the server is back, uploads again what it needs, and rebuilds the
-conversation from the turns it holds."""
+conversation from the turns it holds. This server speaks HTTPS (--tls-cert/--tls-key)."""
 
 from __future__ import annotations
 
@@ -12,16 +12,38 @@ from medplib_core.engines.base import Prompt
 from medplib_core.engines.remote_http import Connection, EngineConnectionError
 
 from test_medplib_support import test_image
-from test_server_support import ServerProcess, demo_paths, remote, tiny_args  # noqa: F401
+from test_server_support import ServerProcess, demo_paths, remote, self_signed_cert, tiny_args  # noqa: F401
 
 LONG = "liver " * 400
 
 
 @pytest.fixture(scope="module")
-def server(demo_paths):
-    srv = ServerProcess(["--engine", "medplib", *tiny_args(demo_paths)]).start()
+def tls(tmp_path_factory):
+    return self_signed_cert(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="module")
+def server(demo_paths, tls, monkeypatch_module):
+    monkeypatch_module.setenv("MEDPLIB_SERVER_CA", str(tls[0]))  # what a client of this server sets
+    srv = ServerProcess(["--engine", "medplib", "--tls-cert", str(tls[0]), "--tls-key", str(tls[1]),
+                         *tiny_args(demo_paths)]).start()
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as mp:
+        yield mp
+
+
+def test_https_only_with_the_certificate(server, tls):
+    assert server.url.startswith("https://127.0.0.1:")
+    assert Connection(server.url, token=server.token).info["api_version"] == "1"
+    with pytest.raises(EngineConnectionError, match="cannot reach"):
+        Connection(server.url, token=server.token, verify=True)  # the system CAs do not know it
+    with pytest.raises(EngineConnectionError):
+        Connection(server.url.replace("https:", "http:"), token=server.token)
 
 
 def test_no_server_is_a_clear_error():

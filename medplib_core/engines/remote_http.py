@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import threading
 import time
 import uuid
@@ -72,6 +73,8 @@ class Connection:
         self._token = token if token is not None else os.environ.get(TOKEN_ENV, "")
         if verify is None:
             verify = os.environ.get(CA_ENV) or True
+        if isinstance(verify, str):  # a CA bundle, or the server's own self-signed certificate
+            verify = ssl.create_default_context(cafile=verify)
         headers = {API_HEADER: api_version, CLIENT_HEADER: self.client_id,
                    "User-Agent": f"medplib-studio/{__version__}"}
         if self._token:

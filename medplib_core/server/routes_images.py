@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Path, Request
 from starlette.concurrency import run_in_threadpool
 
 from . import wire
+from .host import EngineHost
 from .schemas import ContentId, ImageUpload, StoredItem, VolumeUpload
 
 
@@ -22,15 +23,18 @@ def images_router() -> APIRouter:
         arr = request.app.state.host.image(image)
         return {"id": image, "shape": list(arr.shape), "stored": False}
 
+    async def store(request: Request, body, decode, put, client: str) -> dict[str, Any]:
+        host = request.app.state.host
+        item = await run_in_threadpool(decode, body.model_dump(), host.config.limits.client_memory_bytes)
+        stored = put(host, body.id, item, client)
+        shape = item.array.shape if hasattr(item, "array") else item.shape
+        return {"id": body.id, "shape": list(shape), "stored": stored}
+
     @r.post("/images", response_model=StoredItem)
     async def upload_image(request: Request, body: ImageUpload,
                            client: str = Depends(counted_client)) -> dict[str, Any]:
         """Store a displayed slice (uint8) under its SHA-256 content id."""
-        host = request.app.state.host
-        cap = host.config.limits.client_memory_bytes
-        arr = await run_in_threadpool(wire.image_from_payload, body.model_dump(), cap)
-        stored = host.put_image(body.id, arr, client)
-        return {"id": body.id, "shape": list(arr.shape), "stored": stored}
+        return await store(request, body, wire.image_from_payload, EngineHost.put_image, client)
 
     @r.get("/volumes/{volume}", response_model=StoredItem)
     async def volume_status(request: Request, volume: ContentId = Path()) -> dict[str, Any]:
@@ -42,10 +46,6 @@ def images_router() -> APIRouter:
     async def upload_volume(request: Request, body: VolumeUpload,
                             client: str = Depends(counted_client)) -> dict[str, Any]:
         """Store a grey volume ([K, J, I] voxels and geometry) for 3D propagation."""
-        host = request.app.state.host
-        cap = host.config.limits.client_memory_bytes
-        vol = await run_in_threadpool(wire.volume_from_payload, body.model_dump(), cap)
-        stored = host.put_volume(body.id, vol, client)
-        return {"id": body.id, "shape": list(vol.array.shape), "stored": stored}
+        return await store(request, body, wire.volume_from_payload, EngineHost.put_volume, client)
 
     return r
