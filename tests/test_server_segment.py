@@ -150,3 +150,30 @@ def test_thin_client_does_not_import_torch(engine_server, ct, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "heavy: []" in out.stdout
+
+
+def test_batch_with_server_writes_the_same_labels(engine_server, pydicom_ct_path, tmp_path, monkeypatch):
+    import csv
+    import json
+
+    from medplib_core.cli.main import main
+
+    png = tmp_path / "ct.png"
+    Image.fromarray(ct_slice(pydicom_ct_path)).save(png)
+    with open(tmp_path / "prompts.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["case", "label", "type", "x0", "y0", "x1", "y1"])
+        w.writerow(["ct", "body", "box", 20, 15, 110, 115])
+    monkeypatch.setenv("MEDPLIB_SERVER_TOKEN", engine_server.token)
+    outs = {}
+    for name, extra in (("local", ["--workers", "1"]), ("remote", ["--server", engine_server.url])):
+        spec = {"output": name, "engine": "litemedsam", "prompts": "prompts.csv",
+                "cases": [{"id": "ct", "path": str(png)}]}
+        (tmp_path / f"{name}.yaml").write_text(json.dumps(spec))
+        assert main(["batch", str(tmp_path / f"{name}.yaml"), "--quiet", *extra]) == 0
+        outs[name] = sorted(p.relative_to(tmp_path / name) for p in (tmp_path / name).rglob("*.png"))
+    assert outs["local"] == outs["remote"] and outs["local"]
+    for rel in outs["local"]:
+        a = np.array(Image.open(tmp_path / "local" / rel))
+        b = np.array(Image.open(tmp_path / "remote" / rel))
+        assert a.any() and np.array_equal(a, b)
