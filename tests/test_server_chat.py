@@ -153,3 +153,34 @@ def test_a_client_that_goes_away_cancels_its_answer(medplib, engine_server, imag
         time.sleep(0.1)
         status = medplib.conn.request("GET", f"/v1/conversations/{conv}")
     assert not status["busy"] and status["turns"] == []  # stopped, and rolled back like a cancel
+
+
+def test_the_annotation_session_chats_and_segments_through_the_server(engine_server, demo_paths, tmp_path):
+    """`AnnotationSession` code runs unchanged on remote engines: the same answer, grounded
+    proposal and box proposal as with the engines in this process."""
+    import medplib_core
+    from medplib_core.annotation import PromptKind
+    from medplib_core.engines.base import Prompt
+    from medplib_core.engines.registry import create_engine
+    from medplib_core.session import AnnotationSession, ConversationCache, RegionKind, RegionRef
+    from studio_support import stacked_ct
+
+    scan = stacked_ct(tmp_path / "ct.nii.gz")
+    local_medplib = create_engine({"name": "medplib", "checkpoint": str(demo_paths.checkpoint),
+                                   "clip": str(demo_paths.clip), "sam": str(demo_paths.sam), "device": "cpu"})
+    results = {}
+    for name, medplib, lite in (("local", local_medplib, create_engine("litemedsam")),
+                                ("remote", remote(engine_server, "medplib"), remote(engine_server))):
+        s = AnnotationSession(medplib_core.load(scan), str(scan))
+        s.add_label()
+        s.segment(lite, Prompt(box=(30, 30, 90, 90)), "axial", 6, PromptKind.BOX)
+        box_mask = s.proposal.record.mask.copy()
+        s.accept()
+        answer = s.chat.ask_now(medplib, ConversationCache(), ("axial", 6), "What is in <region>?",
+                                [RegionRef(RegionKind.BOX, [45, 40, 74, 64])])
+        results[name] = (box_mask, answer.text, s.proposal.record.kind, s.proposal.record.mask.copy())
+        lite.close()
+    (lb, lt, lk, lm), (rb, rt, rk, rm) = results["local"], results["remote"]
+    assert np.array_equal(lb, rb) and lb.any()
+    assert lt == rt and "liver" in rt and lk is rk is PromptKind.GROUNDING
+    assert np.array_equal(lm, rm)

@@ -162,3 +162,26 @@ def test_conversations_are_bounded_and_expire(tiny_demo):
         assert host.expire()["conversations"] == 3 and host.conversations.count() == 0
     finally:
         host.close()
+
+
+def test_medplib_predicts_and_answers_at_once_all_finish(tiny_demo):
+    """Grounding predicts hold MedPLIB's model lock and never hand their turn on; answers do.
+    Mixed at once they all complete (no lock held across a turn hand-on)."""
+    from medplib_core.engines.base import Prompt
+    from medplib_core.engines.medplib_engine import MedplibEngine
+    from medplib_core.server.host import EngineHost
+
+    host = EngineHost(ServerConfig(engines=("medplib",)), engines={"medplib": MedplibEngine(tiny_demo)})
+    try:
+        img = test_image(40, 50, seed=5)
+        ident = wire.image_id(img)
+        host.put_image(ident, img, "c")
+        convs = [host.conversations.create("c", "medplib", ident, None, []).result(60) for _ in range(2)]
+        futs = [host.conversations.ask(c, "Describe it.", [], {"forced_answer": "liver " * 40}, lambda d: None)
+                for c in convs]
+        futs += [host.predict("medplib", ident, Prompt(text="liver")) for _ in range(3)]
+        done = [f.result(120) for f in futs]
+        assert all(t.text.startswith("liver") for t in done[:2])
+        assert all(r.mask.shape == (40, 50) for r in done[2:])
+    finally:
+        host.close()

@@ -43,6 +43,9 @@ class RemoteEngine(SegmentationEngine):
         self.capabilities = frozenset(Capability(c) for c in d["capabilities"] if c in known)
         self._uploaded: set[str] = set()
         self._lock = threading.Lock()
+        # Like `MedplibEngine.model_lock`: callers that hold it make their calls one at a time
+        # (the server schedules everyone's; this only orders this client's own threads).
+        self.model_lock = threading.RLock()
         self._pre: _RemotePreencoder | None = None
 
     @property

@@ -15,7 +15,7 @@ and, if the server lost the conversation, rebuilds it from the turns this client
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -25,10 +25,36 @@ from medplib_core.server import wire
 
 from .remote_http import EngineConnectionError, EngineServerError, UnknownOnServer
 
-SETTINGS_FIELDS = ("max_new_tokens", "temperature", "top_p", "seed", "forced_answer", "ignore_eos",
-                   "seg_fallback", "crop_mode", "threshold", "drop_regions", "region_max_points",
-                   "region_seed")
-GENERATION_FIELDS = SETTINGS_FIELDS[:7]
+
+
+@dataclass
+class RemoteGeneration:
+    """`GenerationSettings` options a server takes; None leaves the server's default."""
+
+    max_new_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    forced_answer: str | None = None
+    ignore_eos: bool | None = None
+    seg_fallback: bool | None = None
+
+
+@dataclass
+class RemoteChatSettings:
+    """`ChatSettings` options a server takes (the default settings of a `RemoteChatSession`)."""
+
+    generation: RemoteGeneration = field(default_factory=RemoteGeneration)
+    crop_mode: str | None = None
+    threshold: float | None = None
+    drop_regions: bool | None = None
+    region_max_points: int | None = None
+    region_seed: int | None = None
+
+
+GENERATION_FIELDS = tuple(f.name for f in dataclasses.fields(RemoteGeneration))
+SETTINGS_FIELDS = GENERATION_FIELDS + tuple(f.name for f in dataclasses.fields(RemoteChatSettings)
+                                            if f.name != "generation")
 
 
 @dataclass
@@ -91,7 +117,7 @@ class RemoteChatSession:
     def __init__(self, engine, image_id: str, image: np.ndarray, settings: Any = None):
         self.engine = engine
         self.image_id, self.image = image_id, image
-        self.settings = settings
+        self.settings = settings if settings is not None else RemoteChatSettings()
         self.turns: list[ChatTurn] = []
         self._history: list[dict[str, Any]] = []
         self._cid: str | None = None

@@ -152,10 +152,9 @@ class EngineHost:
                 raise PromptError(f"prompt.{name}: the mask is {list(m.shape)}, the image {list(shape)}")
 
         def job(step) -> SegResult:
-            sess = self.session(key, ident, step)
-            if he.generative:
-                return sess.predict(prompt, cancel=step)
-            return sess.predict(prompt)
+            # Never hands its turn on (no ``step`` inside): MedPLIB's predict holds the engine's
+            # model_lock, which a turn-taking job must not carry while another job runs.
+            return self.session(key, ident, step).predict(prompt)
 
         return he.run(job, INTERACTIVE)
 

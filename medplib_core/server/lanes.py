@@ -10,7 +10,8 @@
   the turn to the next waiting one (round-robin per token), and while the segmentation lane
   has interactive work the answers pause between tokens (the click goes first). Concurrent
   answers thus share the device fairly; time to first token of a new answer is one token of
-  each running answer plus its own prefill.
+  each running answer plus its own prefill. Jobs that never call ``step`` (image encoding, a
+  grounding `predict`; both hold `MedplibEngine.model_lock`) run whole once they have a turn.
 
 The generation lane is the place for a batched decoder: `GenerationLane.submit` hands a job
 a ``step`` function that the job calls between tokens; a continuous-batching lane would keep
