@@ -1,0 +1,108 @@
+"""Brush footprints in millimetres: a disc on any view (an ellipse in pixels where pixels are
+not square), a 3D ball, and a value-range limit (paint only where the scan is inside a window).
+
+Every function returns a `BrushStamp`: a small bool mask and the box of the label array it
+covers, with `view` ready for `LabelMap.apply(stamp.mask, value, view=stamp.view)`, so a
+stroke costs its own box, never a whole slice or volume.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ..errors import MedplibError
+from ..slicing import slice_geometry
+from ..volume import Volume
+
+
+@dataclass
+class BrushStamp:
+    mask: np.ndarray  # bool, the shape of ``view(label_array)``
+    view: Callable[[np.ndarray], np.ndarray]  # label array -> the (writable) box it covers
+
+    @property
+    def empty(self) -> bool:
+        return not self.mask.any()
+
+
+def footprint(pixel_spacing: tuple[float, float], radius_mm: float) -> np.ndarray:
+    """Disc of ``radius_mm`` sampled on pixels of (row_mm, col_mm): pixel centres within it.
+
+    Odd-sized, centred; always at least the centre pixel.
+    """
+    if not radius_mm > 0:
+        raise MedplibError(f"brush radius must be positive, got {radius_mm}")
+    row_mm, col_mm = pixel_spacing
+    hr, hc = int(np.floor(radius_mm / row_mm)), int(np.floor(radius_mm / col_mm))
+    r = np.arange(-hr, hr + 1)[:, None] * row_mm
+    c = np.arange(-hc, hc + 1)[None, :] * col_mm
+    return r * r + c * c <= radius_mm * radius_mm
+
+
+def _within(values: np.ndarray, value_range: tuple[float, float] | None) -> np.ndarray | bool:
+    if value_range is None:
+        return True
+    lo, hi = sorted(float(v) for v in value_range)
+    return (values >= lo) & (values <= hi)
+
+
+def brush_2d(volume: Volume, orientation: str, index: int, points, radius_mm: float,
+             value_range: tuple[float, float] | None = None) -> BrushStamp:
+    """A stroke on one view: discs at ``points`` [(row, col), ...] and along the segments
+    between them, clipped to the slice; with ``value_range`` only where the scan lies in it."""
+    g = slice_geometry(volume, orientation, index)
+    if value_range is not None and volume.is_colour:
+        raise MedplibError("a value-range brush needs a grey-value scan, not a colour image")
+    pts = np.atleast_2d(np.asarray(points, dtype=float))
+    if len(pts) > 1:  # fill the segments: samples no further apart than a quarter radius
+        step_px = max(0.25 * radius_mm / max(g.pixel_spacing), 0.5)
+        dense = [pts[0]]
+        for a, b in zip(pts[:-1], pts[1:]):
+            n = int(np.ceil(np.linalg.norm(b - a) / step_px))
+            dense.extend(a + (b - a) * t for t in np.linspace(0, 1, n + 1)[1:])
+        pts = np.array(dense)
+    disc = footprint(g.pixel_spacing, radius_mm)
+    hr, hc = disc.shape[0] // 2, disc.shape[1] // 2
+    centres = np.round(pts).astype(int)
+    r0, c0 = max(centres[:, 0].min() - hr, 0), max(centres[:, 1].min() - hc, 0)
+    r1 = min(centres[:, 0].max() + hr + 1, g.shape[0])
+    c1 = min(centres[:, 1].max() + hc + 1, g.shape[1])
+    box = (slice(r0, max(r1, r0)), slice(c0, max(c1, c0)))
+    mask = np.zeros((max(r1 - r0, 0), max(c1 - c0, 0)), bool)
+    for r, c in np.unique(centres, axis=0):
+        # the disc's rows/cols that land inside the box
+        dr0, dc0 = r - hr - r0, c - hc - c0
+        sr, sc = slice(max(-dr0, 0), min(disc.shape[0], mask.shape[0] - dr0)), \
+            slice(max(-dc0, 0), min(disc.shape[1], mask.shape[1] - dc0))
+        if sr.start >= sr.stop or sc.start >= sc.stop:
+            continue
+        mask[dr0 + sr.start: dr0 + sr.stop, dc0 + sc.start: dc0 + sc.stop] |= disc[sr, sc]
+    if value_range is not None and mask.size:
+        mask &= _within(g.take(volume.array)[box], value_range)
+    return BrushStamp(mask=mask, view=lambda a, g=g, box=box: g.take(a)[box])
+
+
+def brush_ball(volume: Volume, centre_world, radius_mm: float,
+               value_range: tuple[float, float] | None = None) -> BrushStamp:
+    """A 3D ball of ``radius_mm`` around a world point (voxel centres within it, world distance)."""
+    if not radius_mm > 0:
+        raise MedplibError(f"brush radius must be positive, got {radius_mm}")
+    if value_range is not None and volume.is_colour:
+        raise MedplibError("a value-range brush needs a grey-value scan, not a colour image")
+    linear = volume.affine_lps[:3, :3]
+    centre = volume.world_to_index(centre_world)  # (i, j, k), continuous
+    half = radius_mm * np.linalg.norm(np.linalg.inv(linear), axis=1)  # index extent per axis
+    size = np.array(volume.size_ijk)
+    lo = np.clip(np.ceil(centre - half), 0, size).astype(int)
+    hi = np.clip(np.floor(centre + half) + 1, 0, size).astype(int)
+    box = (slice(lo[2], max(hi[2], lo[2])), slice(lo[1], max(hi[1], lo[1])), slice(lo[0], max(hi[0], lo[0])))
+    k, j, i = np.ogrid[box[0], box[1], box[2]]
+    d = (i - centre[0])[..., None] * linear[:, 0] + (j - centre[1])[..., None] * linear[:, 1] \
+        + (k - centre[2])[..., None] * linear[:, 2]
+    mask = np.einsum("...x,...x->...", d, d) <= radius_mm * radius_mm
+    if value_range is not None and mask.size:
+        mask &= _within(volume.array[box], value_range)
+    return BrushStamp(mask=mask, view=lambda a, box=box: a[box])
