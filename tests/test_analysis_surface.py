@@ -83,7 +83,10 @@ def test_organ_surfaces_on_the_ct_series(shared_data):
     assert smooth.enclosed_volume_mm3() / 1000.0 == pytest.approx(ml, rel=0.03)
     labels = imported.labels
     labels.update(1, visible=False)
-    every = label_surfaces(vol, imported.array, labels, max_triangles=100_000)
+    seen = []
+    every = label_surfaces(vol, imported.array, labels, max_triangles=100_000,
+                           on_surface=lambda s, done, total: seen.append((s.label, done, total)))
+    assert [x[0] for x in seen] == [s.label for s in every] and seen[-1][1] == seen[-1][2] == len(every)
     assert 1 not in {s.label for s in every} and 5 in {s.label for s in every}
     assert sum(s.n_triangles for s in every) <= 100_000 + 2_000 * len(every)
     assert {s.label: s.color for s in every}[5] == labels[5].color

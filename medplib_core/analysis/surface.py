@@ -52,21 +52,27 @@ def _mesh(mask: np.ndarray, step: int, sigma: float):
 
 
 def label_surface(volume: Volume, labels: np.ndarray, value: int, max_triangles: int = 150_000,
-                  smoothing: float = 0.0, color: tuple[int, int, int] | None = None) -> Surface | None:
+                  smoothing: float = 0.0, color: tuple[int, int, int] | None = None,
+                  box: tuple[slice, ...] | None = None) -> Surface | None:
     """The surface of label ``value`` (None when it has no voxel).
 
     ``smoothing`` is a Gaussian sigma in voxels applied to the mask before meshing (0 keeps
-    the surface exactly halfway between labelled and unlabelled voxel centres).
+    the surface exactly halfway between labelled and unlabelled voxel centres). ``box``: the
+    label's bounding box if the caller has it (`scipy.ndimage.find_objects`).
     """
     labels = np.asarray(labels)
     if labels.shape != volume.shape:
         raise MedplibError(f"label array {labels.shape} is not on the scan's grid {volume.shape}")
-    box = ndimage.find_objects((labels == value).astype(np.uint8))
-    if not box or box[0] is None:
+    if labels.dtype.kind not in "ui" or value <= 0:
+        raise MedplibError(f"labels must be integers and the value positive, got {labels.dtype}, {value}")
+    if box is None:
+        boxes = ndimage.find_objects(labels, max_label=int(value))
+        box = boxes[value - 1] if len(boxes) >= value else None
+    if box is None:
         return None
     pad = 1 + int(np.ceil(3 * smoothing))
-    lo = [max(s.start - pad, 0) for s in box[0]]
-    hi = [min(s.stop + pad, n) for s, n in zip(box[0], labels.shape)]
+    lo = [max(s.start - pad, 0) for s in box]
+    hi = [min(s.stop + pad, n) for s, n in zip(box, labels.shape)]
     sub = labels[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] == value
     sub = np.pad(sub, [(int(lo[a] == 0), int(hi[a] == labels.shape[a])) for a in range(3)])
     corner = np.array([lo[a] - int(lo[a] == 0) for a in range(3)], dtype=float)  # [k, j, i]
@@ -104,6 +110,7 @@ def _vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
 
 
 def _winding_is_inward(verts: np.ndarray, faces: np.ndarray, normals: np.ndarray) -> bool:
+    faces = faces[:: max(1, len(faces) // 20_000)]  # the winding is one choice for the whole mesh
     a, b, c = verts[faces[:, 0]], verts[faces[:, 1]], verts[faces[:, 2]]
     face_n = np.cross(b - a, c - a)
     vert_n = normals[faces].sum(axis=1)
@@ -112,11 +119,17 @@ def _winding_is_inward(verts: np.ndarray, faces: np.ndarray, normals: np.ndarray
 
 def label_surfaces(volume: Volume, labels: np.ndarray, label_set: LabelSet | None = None,
                    max_triangles: int = 600_000, smoothing: float = 0.0,
-                   cancel: Callable[[], bool] | None = None) -> list[Surface]:
-    """Surfaces of every visible label present, sharing a total triangle budget by voxel count."""
+                   cancel: Callable[[], bool] | None = None,
+                   on_surface: Callable[[Surface, int, int], None] | None = None) -> list[Surface]:
+    """Surfaces of every visible label present, sharing a total triangle budget by voxel count.
+
+    ``on_surface(surface, done, total)`` is called as each label is ready, so a 3D pane can
+    fill in label by label.
+    """
     labels = np.asarray(labels)
-    counts = np.bincount(labels.reshape(-1).astype(np.int64, copy=False))
+    counts = np.bincount(labels.reshape(-1))
     present = [v for v in np.flatnonzero(counts) if v]
+    boxes = ndimage.find_objects(labels) if present else []  # one pass for every label
     if label_set is not None:
         present = [v for v in present if v not in label_set or label_set[v].visible]
     total = float(sum(counts[v] for v in present)) or 1.0
@@ -126,7 +139,10 @@ def label_surfaces(volume: Volume, labels: np.ndarray, label_set: LabelSet | Non
             raise CancelledError("surface computation was cancelled")
         budget = max(2_000, int(max_triangles * counts[v] / total))
         lab = label_set.get(int(v)) if label_set is not None else None
-        surf = label_surface(volume, labels, int(v), budget, smoothing, lab.color if lab else None)
+        surf = label_surface(volume, labels, int(v), budget, smoothing, lab.color if lab else None,
+                             box=boxes[v - 1])
         if surf is not None:
             out.append(surf)
+            if on_surface is not None:
+                on_surface(surf, len(out), len(present))
     return out

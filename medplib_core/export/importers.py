@@ -129,7 +129,7 @@ def _code(item) -> dict[str, str]:
 
 
 def segment_terminology(item) -> dict | None:
-    """Category, type and type modifier codes of a SEG segment (or RTSTRUCT observation)."""
+    """Category, type and type modifier codes of a SEG segment (as `Label.terminology` keeps them)."""
     try:
         cat = item.SegmentedPropertyCategoryCodeSequence[0]
         kind = item.SegmentedPropertyTypeCodeSequence[0]
