@@ -43,7 +43,7 @@ def test_stroke_paints_a_disc_in_world_mm(orientation):
     g = slice_geometry(vol, orientation, 7)
     centre = (g.shape[0] // 2, g.shape[1] // 2)
     stamp = brush_2d(vol, orientation, 7, [centre], 5.0)
-    lm.apply(stamp.mask, 1, view=stamp.view)
+    edit = lm.apply(stamp.mask, 1, view=stamp.view)
     painted = np.argwhere(lm.array == 1)[:, ::-1]  # (i, j, k)
     world = vol.index_to_world(painted)
     centre_world = g.to_world(*centre)
@@ -51,7 +51,8 @@ def test_stroke_paints_a_disc_in_world_mm(orientation):
     assert np.all(painted[:, 2 - g.axis] == 7)  # only on that slice
     expected = footprint(g.pixel_spacing, 5.0).sum()
     assert len(painted) == expected
-    lm.undo()
+    lm.revert(edit)  # the stamp's edit is an ordinary undoable one
+    assert not lm.array.any()
     # a drag from one side to the other fills the segment (no gaps between mouse events)
     a, b = (centre[0], 2), (centre[0], g.shape[1] - 3)
     stroke = brush_2d(vol, orientation, 7, [a, b], 2.0)
