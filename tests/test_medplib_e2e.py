@@ -139,7 +139,40 @@ def test_region_vqa_answer(tiny):
     assert [r["kind"] for r in turn.provenance["regions"]] == ["point", "box"]
     dropped = chat.with_settings(drop_regions=True).ask("Describe <region>.", regions=[(60, 30)],
                                                         generation=SHORT)
-    assert "<region>" not in dropped.provenance["model_question"]
+    # vqa_infer.py --eval_vqa keeps the pair; only the -300 placeholder goes (no vector)
+    assert dropped.provenance["model_question"] == "Describe <region></region>."
+
+
+def test_drop_region_mode_exact_id_sequence(tiny):
+    """Drop-region mode (reference ``vqa_infer.py --eval_vqa``): the ``<region></region>``
+    token pair stays, the -300 id between them is removed, no region vector is embedded,
+    and the model is fed exactly this sequence."""
+    from medplib_core.medplib.conversation import SYSTEM_HUMAN
+    from medplib_core.medplib.generation import generate
+    from medplib_core.medplib.llama_moe import KVCache
+    from medplib_core.medplib.model import IMAGE_SENTINEL
+
+    tok = tiny.tokenizer
+    sp = tok.sp
+    r0, r1 = tok.id_of("<region>"), tok.id_of("</region>")
+    want = ([1] + sp.encode(SYSTEM_HUMAN + " USER:")
+            + [tok.id_of("<im_start>"), IMAGE_SENTINEL, tok.id_of("<im_end>")]
+            + sp.encode("Describe the area") + [r0, r1] + sp.encode(". ASSISTANT:"))
+    img = test_image(80, 120)
+    drop = ChatSession(tiny, img, ChatSettings(drop_regions=True))
+    for question, regions in (("Describe the area <region>.", [(60, 30)]),
+                              ("Describe the area <region>.", []),
+                              ("Describe the area <region>mask.png</region>.", [(60, 30)])):
+        assert drop.prompt_ids(question, len(regions)) == want
+    inject = ChatSession(tiny, img).prompt_ids("Describe the area <region>.", 1)
+    assert inject == want[:-len(sp.encode(". ASSISTANT:")) - 1] + [REGION_SENTINEL, r1] \
+        + sp.encode(". ASSISTANT:")
+    turn = drop.ask("Describe the area <region>.", regions=[(60, 30)], generation=SHORT)
+    assert turn.provenance["prompt_tokens"] == len(want)
+    emb = tiny.model.embed_ids(want, drop.context.image_tokens, [])
+    assert emb.shape[1] == len(want) + 575
+    ref = generate(tiny.model, tok, emb, KVCache(2), SHORT)
+    assert turn.provenance["answer_ids"] == ref.ids
 
 
 @pytest.mark.parametrize("hw", [(64, 64), (90, 160), (200, 70)])

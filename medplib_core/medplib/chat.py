@@ -26,7 +26,7 @@ import torch
 from medplib_core import __version__
 from medplib_core.errors import CancelledError, PromptError
 
-from .conversation import SYSTEM_HUMAN, Conversation, normalise_regions, strip_region_marks
+from .conversation import SYSTEM_HUMAN, Conversation, count_region_marks, normalise_regions
 from .generation import GenerationSettings, generate
 from .llama_moe import KVCache
 from .model import IMAGE_SENTINEL, REGION_SENTINEL, ImageContext
@@ -47,7 +47,10 @@ class ChatSettings:
     region_max_points: int | None = 512  # None: sample every cell (§8.3)
     region_seed: int = 42
     region_largest_component: bool = False  # evaluation-dataset variant (§8.2)
-    drop_regions: bool = False  # reproduce vqa_infer.py, which never injects region vectors
+    # Reproduce vqa_infer.py --eval_vqa, which passes no region masks: the question keeps its
+    # <region></region> pairs, only the placeholder id -300 between them is removed and no
+    # region vector is inserted (the reference filters input_ids != REGION_TOKEN_INDEX).
+    drop_regions: bool = False
 
 
 @dataclass
@@ -112,19 +115,16 @@ class ChatSession:
         regs = [as_region(r) for r in (regions or [])]
         ctx = self.context
         h, w = ctx.image_hw
-        masks_in = [region_mask(r, h, w) for r in regs]
+        question = self._model_question(text, len(regs))
         if s.drop_regions:
-            question, vectors = strip_region_marks(text), []
+            vectors: list[torch.Tensor] = []
         else:
-            try:
-                question = normalise_regions(text, len(regs))
-            except ValueError as exc:
-                raise PromptError(str(exc)) from exc
+            masks_in = [region_mask(r, h, w) for r in regs]
             vectors = self.model.region_vectors(ctx, masks_in, s.region_max_points,
                                                 s.region_seed, s.region_largest_component)
         n_before = len(self.conv.messages)
         self.conv.add_user(question)
-        ids = self.tok.encode_prompt(self.conv.open_prompt())
+        ids = self.tok.encode_prompt(self.conv.open_prompt(), not s.drop_regions)
         all_regions = self._regions + vectors
         items = _items(ids)
         total = _expanded(items, ctx)
@@ -161,6 +161,21 @@ class ChatSession:
         turn = ChatTurn(text_in, result.text, masks, scores, prov, result.stop_reason)
         self.turns.append(turn)
         return turn
+
+    def _model_question(self, text: str, n_regions: int) -> str:
+        """The question as the model sees it: ``<region></region>`` pairs for the regions."""
+        if self.settings.drop_regions:  # marks without a drawn region are kept as pairs too
+            n_regions = max(n_regions, count_region_marks(text))
+        try:
+            return normalise_regions(text, n_regions)
+        except ValueError as exc:
+            raise PromptError(str(exc)) from exc
+
+    def prompt_ids(self, text: str, n_regions: int = 0) -> list[int]:
+        """The ids `ask` would feed for this question now (the conversation is not changed)."""
+        conv = Conversation(self.conv.system, list(self.conv.messages))
+        conv.add_user(self._model_question(text.replace("<image>", " ").strip(), n_regions))
+        return self.tok.encode_prompt(conv.open_prompt(), not self.settings.drop_regions)
 
     def _rollback(self, n_messages: int, kept: list[Any]) -> None:
         del self.conv.messages[n_messages:]

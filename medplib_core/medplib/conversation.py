@@ -7,6 +7,8 @@ Rendered open prompt of the first turn::
 Finished assistant turns end with ``</s>``; the next user turn follows directly. The image
 appears only in the first user turn. ``<region>`` in a question marks where a drawn region
 goes; it is rewritten to ``<region></region>`` (the region vector is inserted between them).
+The drop-region mode keeps the pair too: only the placeholder id between the two tokens is
+removed (`MedplibTokenizer.encode_prompt` with ``region_placeholders=False``).
 """
 
 from __future__ import annotations
@@ -42,9 +44,9 @@ def normalise_regions(question: str, n_regions: int) -> str:
     return q
 
 
-def strip_region_marks(question: str) -> str:
-    """Drop region pairs (the "drop-region" switch that reproduces ``vqa_infer.py``)."""
-    return _REGION_RE.sub("", question)
+def count_region_marks(question: str) -> int:
+    """How many ``<region>`` marks (bare or ``<region>...</region>``) the question carries."""
+    return len(_REGION_RE.findall(question))
 
 
 @dataclass

@@ -147,12 +147,15 @@ class MedplibTokenizer:
                 ids.extend(self.sp.encode(piece))
         return ids
 
-    def encode_prompt(self, prompt: str) -> list[int]:
+    def encode_prompt(self, prompt: str, region_placeholders: bool = True) -> list[int]:
         """``tokenizer_image_token`` plus region placeholders (§5.3).
 
         Chunks between ``<image>`` marks are encoded separately (each with BOS), only the first
         BOS is kept and chunks are joined by -200; then -300 goes between each adjacent
-        (``<region>``, ``</region>``) pair."""
+        (``<region>``, ``</region>``) pair. ``region_placeholders=False`` leaves the pair
+        without its -300: what the reference's ``prepare_inputs_labels_for_multimodal`` feeds
+        when no region masks are passed (``vqa_infer.py --eval_vqa``), since it filters
+        ``input_ids != REGION_TOKEN_INDEX`` either way."""
         ids: list[int] = []
         for n, chunk in enumerate(prompt.split(IMAGE_MARK)):
             part = self.encode(chunk)
@@ -161,6 +164,8 @@ class MedplibTokenizer:
                 if part and part[0] == self.bos_id and self.add_bos:
                     part = part[1:]
             ids.extend(part)
+        if not region_placeholders:
+            return ids
         start, end = self.added.get("<region>"), self.added.get("</region>")
         out: list[int] = []
         for i, t in enumerate(ids):
