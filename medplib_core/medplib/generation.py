@@ -1,5 +1,8 @@
 """KV-cache generation with streaming, cancel and ``<SEG>`` state capture (spec §10, §11.1).
 
+This is the reference loop (one Python step per token); `fast_decode` / `batched` are the
+fast paths and are tested to give the same greedy ids.
+
 Greedy by default (what the evaluation scripts use); temperature/top-p sampling with a seeded
 generator is optional. Whenever the chosen token is ``<SEG>``, the final-norm hidden state of
 the position that predicted it is kept: that is the grounding embedding of §11.1.
@@ -13,6 +16,7 @@ from typing import Callable
 
 import torch
 
+from .detok import IncrementalDetokenizer
 from .llama_moe import KVCache
 
 TextFn = Callable[[str], None]
@@ -47,38 +51,12 @@ class GenerationResult:
     prefill_s: float = 0.0
     decode_s: float = 0.0
     prompt_positions: int = 0
+    reused_positions: int = 0  # leading prompt positions whose keys/values were reused
 
     @property
     def fed_ids(self) -> list[int]:
         """The generated ids whose keys/values are in the cache (all but the last)."""
         return self.ids[:-1]
-
-
-class TextStream:
-    """Incremental detokenisation: decode everything so far, emit what is new."""
-
-    def __init__(self, tokenizer, on_text: TextFn | None):
-        self.tok = tokenizer
-        self.on_text = on_text
-        self.ids: list[int] = []
-        self.emitted = ""
-
-    def push(self, token: int) -> str:
-        self.ids.append(token)
-        text = self.tok.decode(self.ids)
-        if not text.endswith("\ufffd"):  # wait for the rest of a multi-byte character
-            self._emit(text)
-        return text
-
-    def _emit(self, text: str) -> None:
-        if text.startswith(self.emitted) and len(text) > len(self.emitted):
-            delta = text[len(self.emitted):]
-            self.emitted = text
-            if self.on_text:
-                self.on_text(delta)
-
-    def finish(self, text: str) -> None:
-        self._emit(text)
 
 
 def choose_token(logits: torch.Tensor, s: GenerationSettings, gen: torch.Generator | None) -> int:
@@ -104,7 +82,7 @@ def generate(model, tokenizer, embeds: torch.Tensor, cache: KVCache, settings: G
     if settings.forced_answer is not None:
         forced = tokenizer.encode(settings.forced_answer, add_bos=False) + [eos]
     gen = torch.Generator().manual_seed(settings.seed) if settings.temperature >= 1e-4 else None
-    stream = TextStream(tokenizer, on_text)
+    det = IncrementalDetokenizer(tokenizer)  # O(1) per token (detok.py)
     t0 = time.perf_counter()
     hidden_all = model.forward_hidden(embeds, cache)
     hidden = hidden_all[:, -1]
@@ -115,7 +93,6 @@ def generate(model, tokenizer, embeds: torch.Tensor, cache: KVCache, settings: G
     res = GenerationResult(ids=[], text="", stop_reason="max_new_tokens", prefill_s=t1 - t0,
                            prompt_positions=int(embeds.shape[1]))
     predicting: list[torch.Tensor] = []  # predicting[j] predicted ids[j] (kept only if needed)
-    text = ""
     limit = len(forced) if forced is not None else settings.max_new_tokens
     room = model.config.max_position_embeddings - cache.length  # RoPE positions left
     if limit > room:
@@ -138,8 +115,10 @@ def generate(model, tokenizer, embeds: torch.Tensor, cache: KVCache, settings: G
         if tok == eos and not settings.ignore_eos:
             res.stop_reason = "eos"
             break
-        text = stream.push(tok)
-        if not settings.ignore_eos and any(s in text for s in settings.stop_strings):
+        delta = det.push(tok)
+        if delta and on_text:
+            on_text(delta)
+        if not settings.ignore_eos and stop_string_seen(det, settings.stop_strings, delta):
             res.stop_reason = "stop_string"
             break
         if step + 1 < limit:
@@ -148,13 +127,24 @@ def generate(model, tokenizer, embeds: torch.Tensor, cache: KVCache, settings: G
     for s in settings.stop_strings:
         if s in res.text:
             res.text = res.text[: res.text.index(s)]
-    stream.finish(res.text)
+    emitted = det.text
+    if on_text and res.text.startswith(emitted) and len(res.text) > len(emitted):
+        on_text(res.text[len(emitted):])
     if settings.seg_fallback and not res.seg_states:
         n = len(res.ids)
         res.fallback_state = predicting[n - 2] if n >= 2 else prev_prompt[0].clone()
     _sync(hidden)
     res.decode_s = time.perf_counter() - t1
     return res
+
+
+def stop_string_seen(det: IncrementalDetokenizer, stops: tuple[str, ...], delta: str) -> bool:
+    """Whether the answer decoded so far contains a stop string (only its changed end is
+    searched: the text emitted before ``delta`` was searched already)."""
+    if not stops:
+        return False
+    tail = det.text_tail(max(len(s) for s in stops) + det.pending_chars + len(delta))
+    return any(s in tail for s in stops)
 
 
 def _sync(t: torch.Tensor) -> None:
