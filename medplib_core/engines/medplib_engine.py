@@ -70,6 +70,14 @@ class MedplibEngine(SegmentationEngine):
     def info(self) -> EngineInfo:
         return self._info
 
+    def scheduler(self, **options):
+        """The model's continuous-batching decoder (`medplib.batched.DecodeScheduler`), shared
+        with every chat session on the fast path; ``options`` (max_batch, max_len,
+        cached_rows, cuda_graphs) apply when it is first created."""
+        from medplib_core.medplib.fast_decode import shared_scheduler
+
+        return shared_scheduler(self.loaded.model, self.loaded.tokenizer, **options)
+
     def encode(self, image: np.ndarray) -> "MedplibEngineSession":
         from medplib_core.medplib.chat import ChatSession
         from medplib_core.medplib.preprocess import to_rgb

@@ -16,6 +16,7 @@ on that thread (marshal the text to the GUI thread). One session is not thread-s
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
@@ -27,6 +28,7 @@ from medplib_core import __version__
 from medplib_core.errors import CancelledError, PromptError
 
 from .conversation import SYSTEM_HUMAN, Conversation, count_region_marks, normalise_regions
+from .fast_decode import fast_generate, fits, resolve_decoder
 from .generation import GenerationSettings, generate
 from .llama_moe import KVCache
 from .model import IMAGE_SENTINEL, REGION_SENTINEL, ImageContext
@@ -34,6 +36,7 @@ from .postprocess import DEFAULT_THRESHOLD, logits_to_mask
 from .region import as_region, region_mask
 
 ENGINE_NAME = "MedPLIB"
+_UIDS = itertools.count(1)  # identities of images and sessions in prefix-cache keys
 
 
 @dataclass
@@ -51,6 +54,10 @@ class ChatSettings:
     # <region></region> pairs, only the placeholder id -300 between them is removed and no
     # region vector is inserted (the reference filters input_ids != REGION_TOKEN_INDEX).
     drop_regions: bool = False
+    # "fast": static KV cache, device-side routing and token choice, shared batched scheduler
+    # (fast_decode); "reference": the step-by-step loop of generation.generate; "auto": fast
+    # on a GPU, reference on a CPU. Both give the same greedy ids (tests/test_medplib_fast.py).
+    decoder: str = "auto"
 
 
 @dataclass
@@ -80,6 +87,7 @@ class ChatSession:
         self.image = image
         self.settings = settings or ChatSettings()
         self._ctx = context
+        self._uid = next(_UIDS)
         self.turns: list[ChatTurn] = []
         self.reset()
 
@@ -141,9 +149,18 @@ class ChatSession:
         n_rest = sum(1 for t in rest if t == REGION_SENTINEL)
         embeds = self.model.embed_ids(rest, ctx.image_tokens,
                                       all_regions[first_region:first_region + n_rest])
+        fast = (resolve_decoder(s.decoder, self.model.device) == "fast"
+                and fits(self.model, self.tok, total, gen_settings))
         try:
-            result = generate(self.model, self.tok, embeds, self._cache, gen_settings,
-                              on_text=on_token, cancel=cancel)
+            if fast:
+                full = self.model.embed_ids(ids, ctx.image_tokens, all_regions)
+                result = fast_generate(self.model, self.tok, full, gen_settings, on_token, cancel,
+                                       self._position_keys(items, ctx))
+                keep_positions = result.reused_positions
+            else:
+                result = generate(self.model, self.tok, embeds, self._cache, gen_settings,
+                                  on_text=on_token, cancel=cancel)
+                keep_positions = _expanded(items[:keep], ctx)
         except BaseException:
             self._rollback(n_before, items[:keep])
             raise
@@ -157,10 +174,25 @@ class ChatSession:
         self.conv.add_assistant(result.text)
         masks, scores, seg_info = self._masks(result)
         prov = self._provenance(text_in, question, regs, ids, result, gen_settings, seg_info,
-                                reused=_expanded(items[:keep], ctx), started=started)
+                                reused=keep_positions, started=started)
+        prov["decoder"] = "fast" if fast else "reference"
         turn = ChatTurn(text_in, result.text, masks, scores, prov, result.stop_reason)
         self.turns.append(turn)
         return turn
+
+    def _position_keys(self, items: list[Any], ctx: ImageContext) -> list[Any]:
+        """One key per prompt position for the fast path's prefix cache: token ids, the
+        image's positions (unique per encoded image) and this session's region vectors."""
+        img = ctx.extra.setdefault("uid", next(_UIDS))
+        keys: list[Any] = []
+        for it in items:
+            if it == ("img",):
+                keys.extend(("img", img, j) for j in range(ctx.image_tokens.shape[0]))
+            elif isinstance(it, tuple):
+                keys.append(("reg", self._uid, it[1]))
+            else:
+                keys.append(it)
+        return keys
 
     def _model_question(self, text: str, n_regions: int) -> str:
         """The question as the model sees it: ``<region></region>`` pairs for the regions."""
