@@ -1,7 +1,9 @@
 """Load MedPLIB from local folders: checkpoint, CLIP folder, ``sam-med2d_b.pth`` (spec §3.4).
 
-The model is built on the meta device and each shard's tensors are assigned in place
-(``load_state_dict(assign=True)``), so no weight is ever held twice. The checkpoint's own
+The model is built on the meta device; tensors are read one at a time straight to the
+target device (`weight_stream`: plain reads, pinned double-buffered copies to a GPU) and
+assigned in place (``load_state_dict(assign=True)``), so no weight is ever held twice and the
+host footprint of a GPU load stays near twice the largest tensor. The checkpoint's own
 CLIP and SAM tensors win (evaluation behaviour, §19.3); the CLIP folder and the .pth only
 fill keys the checkpoint lacks, and a few of their tensors are compared with the checkpoint's.
 bf16 on a GPU, fp32 on a CPU. Nothing is downloaded.
@@ -26,6 +28,7 @@ from .layout import IGNORED_SUFFIXES, PREFIX_CLIP, PREFIX_SAM, group_of
 from .model import MedplibForCausalLM, build_model
 from .report import LoadReport
 from .tokenizer import MedplibTokenizer
+from .weight_stream import stream_safetensors
 
 ProgressFn = Callable[[int, int], None]
 _COMPARE_CLIP = ("embeddings.patch_embedding.weight", "embeddings.position_embedding.weight",
@@ -95,10 +98,10 @@ def load_medplib(checkpoint: str | Path, clip: str | Path | None = None,
     wanted = [k for k in files.entries if k in shapes]
     total = len(shapes)
     loaded: set[str] = set()
-    load_dev = dev if files.fmt == "safetensors" else "cpu"
-    for _, tensors in iter_tensors(files, wanted, load_dev):
+    for tensors in _checkpoint_batches(files, wanted, dev):
         _assign(model, tensors, dev, dtype)
         loaded.update(tensors)
+        del tensors
         if progress:
             progress(len(loaded), total)
     rep.tensors_loaded["checkpoint"] = len(loaded)
@@ -125,6 +128,25 @@ def load_medplib(checkpoint: str | Path, clip: str | Path | None = None,
     rep.open_questions = _open_questions(cfg, files, tokenizer, sam_info)
     rep.seconds = time.perf_counter() - t0
     return LoadedMedplib(model, tokenizer, cfg, rep, folder, weights_fingerprint(files))
+
+
+def _checkpoint_batches(files, wanted: list[str], dev, batch_bytes: int = 64 << 20):
+    """Checkpoint tensors in small groups, already on ``dev``: safetensors shards are read
+    tensor by tensor straight to the device (`weight_stream`), .bin shards one at a time."""
+    if files.fmt != "safetensors":
+        for _, tensors in iter_tensors(files, wanted, "cpu"):
+            yield tensors
+        return
+    group: dict[str, torch.Tensor] = {}
+    size = 0
+    for name, t in stream_safetensors(files.shards, set(wanted), dev):
+        group[name] = t
+        size += t.numel() * t.element_size()
+        if size >= batch_bytes:
+            yield group
+            group, size = {}, 0
+    if group:
+        yield group
 
 
 def _assign(model, tensors: dict[str, torch.Tensor], dev, dtype) -> None:
