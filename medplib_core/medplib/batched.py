@@ -37,6 +37,7 @@ import torch
 from .cuda_graphs import GraphRunner
 from .detok import IncrementalDetokenizer
 from .fast_lm import FastLM
+from .kv_cache import common_prefix
 from .generation import GenerationResult, GenerationSettings, choose_token, stop_string_seen
 
 RING = 4  # decode states kept per row (> the host's lag behind the device)
@@ -290,7 +291,7 @@ class DecodeScheduler:
             for r in spare:
                 cached = self._row_keys[r]
                 if cached:
-                    n = _common_prefix(cached, keys)
+                    n = common_prefix(cached, keys)
                     if n > reuse:
                         best, reuse = r, n
         if best is None:
@@ -494,12 +495,3 @@ class DecodeScheduler:
             if slot.res.stop_reason == "cancelled":
                 self._row_keys[last] = None
             slot.handle._finish(slot.res)
-
-
-def _common_prefix(a: Sequence, b: Sequence) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n

@@ -30,6 +30,7 @@ from medplib_core.errors import CancelledError, PromptError
 from .conversation import SYSTEM_HUMAN, Conversation, count_region_marks, normalise_regions
 from .fast_decode import fast_generate, fits, resolve_decoder
 from .generation import GenerationSettings, generate
+from .kv_cache import common_prefix
 from .llama_moe import KVCache
 from .model import IMAGE_SENTINEL, REGION_SENTINEL, ImageContext
 from .postprocess import DEFAULT_THRESHOLD, logits_to_mask
@@ -140,7 +141,7 @@ class ChatSession:
             del self.conv.messages[n_before:]
             raise PromptError(f"the conversation is too long ({total} positions, the model "
                               f"takes {self.model.config.max_position_embeddings}); start a new chat")
-        keep = _common_prefix(self._cached, items)
+        keep = common_prefix(self._cached, items)
         if keep == len(items):
             keep -= 1  # always feed at least one position
         self._cache.crop(_expanded(items[:keep], ctx))
@@ -276,15 +277,6 @@ def _items(ids: list[int]) -> list[Any]:
         else:
             out.append(t)
     return out
-
-
-def _common_prefix(a: list[Any], b: list[Any]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def _expanded(items: list[Any], ctx: ImageContext) -> int:

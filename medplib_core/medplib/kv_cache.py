@@ -56,3 +56,13 @@ class StaticKVCache:
                 buf[a, :, :n] = buf[b, :, :n]
                 buf[b, :, :n] = tmp
         self.lengths[a], self.lengths[b] = self.lengths[b], self.lengths[a]
+
+
+def common_prefix(a, b) -> int:
+    """How many leading items two sequences share (reusable cache positions)."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
