@@ -200,6 +200,12 @@ def test_chat_session_fast_decoder_equals_reference(tiny):
         for ma, mb in zip(a.masks, b.masks):
             assert np.array_equal(ma, mb)
     assert fast.turns[1].provenance["prompt_positions_reused"] > 576  # prefix reused
+    mixed = ChatSession(tiny, img, ChatSettings(decoder="fast"))  # e.g. a turn too long for a row
+    mixed.ask("What is this?", generation=short)
+    mixed.settings.decoder = "reference"
+    t = mixed.ask("Describe <region>.", regions=[(20, 20)], generation=short)
+    assert t.provenance["answer_ids"] == ref.turns[1].provenance["answer_ids"]
+    assert t.provenance["prompt_positions_reused"] == 0 and t.provenance["decoder"] == "reference"
     calls = {"n": 0}
 
     def cancel():

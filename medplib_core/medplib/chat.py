@@ -145,20 +145,20 @@ class ChatSession:
         if keep == len(items):
             keep -= 1  # always feed at least one position
         self._cache.crop(_expanded(items[:keep], ctx))
-        rest = ids[keep:]
-        first_region = sum(1 for it in items[:keep] if isinstance(it, tuple) and it[0] == "reg")
-        n_rest = sum(1 for t in rest if t == REGION_SENTINEL)
-        embeds = self.model.embed_ids(rest, ctx.image_tokens,
-                                      all_regions[first_region:first_region + n_rest])
         fast = (resolve_decoder(s.decoder, self.model.device) == "fast"
                 and fits(self.model, self.tok, total, gen_settings))
         try:
-            if fast:
+            if fast:  # the whole prompt; the scheduler reuses what its rows still hold
                 full = self.model.embed_ids(ids, ctx.image_tokens, all_regions)
                 result = fast_generate(self.model, self.tok, full, gen_settings, on_token, cancel,
                                        self._position_keys(items, ctx))
                 keep_positions = result.reused_positions
             else:
+                rest = ids[keep:]
+                first = sum(1 for it in items[:keep] if isinstance(it, tuple) and it[0] == "reg")
+                n_rest = sum(1 for t in rest if t == REGION_SENTINEL)
+                embeds = self.model.embed_ids(rest, ctx.image_tokens,
+                                              all_regions[first:first + n_rest])
                 result = generate(self.model, self.tok, embeds, self._cache, gen_settings,
                                   on_text=on_token, cancel=cancel)
                 keep_positions = _expanded(items[:keep], ctx)
@@ -170,7 +170,11 @@ class ChatSession:
             err = CancelledError("the answer was cancelled")
             err.partial_text = result.text  # type: ignore[attr-defined]
             raise err
-        self._cached = items + list(result.fed_ids)
+        # the reference loop's own cache holds this turn; the fast path's rows are the
+        # scheduler's (a later reference turn then prefills from scratch)
+        self._cached = [] if fast else items + list(result.fed_ids)
+        if fast:
+            self._cache.crop(0)
         self._regions = all_regions
         self.conv.add_assistant(result.text)
         masks, scores, seg_info = self._masks(result)

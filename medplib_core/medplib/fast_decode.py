@@ -16,7 +16,7 @@ import torch
 from .batched import DecodeRequest, DecodeScheduler
 from .generation import GenerationResult, GenerationSettings
 
-SHARED_DEFAULTS = {"max_batch": 4, "max_len": 2048, "cached_rows": 2}
+SHARED_DEFAULTS = {"max_batch": 2, "max_len": 2048, "cached_rows": 1}  # ~3 GB of KV at 7B
 _lock = threading.Lock()
 
 
