@@ -132,3 +132,23 @@ class SessionEdits(RuleBasedStateMachine):
 
 TestSessionEdits = SessionEdits.TestCase
 TestSessionEdits.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
+
+
+def test_an_accept_that_creates_its_label_undoes_as_one_step():
+    """Found by the state machine: with no label left, accept creates "label 1"; one undo
+    must remove both the voxels and that label (it was two steps)."""
+    vol = Volume(np.zeros(SHAPE, np.int16))
+    s = AnnotationSession(vol)
+    for paint in (False, True):
+        assert len(s.labels) == 0
+        if paint:
+            s.paint(mask_of((1, 5, 1, 5)), "axial", 0)
+        else:
+            s.propose(PromptRecord(id=0, kind=PromptKind.BOX, orientation="axial", index=1, prompt={},
+                                   provenance={"engine": "test"}, mask=mask_of((2, 6, 2, 6))))
+            s.accept()
+        assert len(s.labels) == 1 and s.labelmap.array.any()
+        assert s.undo()
+        assert len(s.labels) == 0 and not s.labelmap.array.any()
+        assert s.redo() and len(s.labels) == 1 and s.labelmap.array.any()
+        assert s.undo()

@@ -170,14 +170,20 @@ class AnnotationSession:
         self.set_active(lab.value)
         return lab
 
-    def ensure_label(self) -> int:
-        """The active label's value, creating "label 1" when there is none."""
+    def ensure_label(self, own_step: bool = True) -> int:
+        """The active label's value, creating "label 1" when there is none. With
+        ``own_step=False`` the creation is not an undo step of its own: the caller's edit
+        (an accept, a brush stroke) records it together with its voxels."""
         if self.active_value and self.active_value in self.labels:
             return self.active_value
         if len(self.labels):
             self.set_active(next(iter(self.labels)).value)
             return self.active_value
-        return self.add_label().value
+        if own_step:
+            return self.add_label().value
+        lab = self.labels.add(None)
+        self.set_active(lab.value)
+        return lab.value
 
     def update_label(self, value: int, description: str = "change label", **changes: Any) -> None:
         """Change a label's fields; an undo step unless only its visibility changed."""
@@ -229,8 +235,10 @@ class AnnotationSession:
 
     # ----- voxel edits -----------------------------------------------------------------------
     def paint(self, mask2d: np.ndarray, orientation: str, index: int, erase: bool = False) -> Edit | None:
-        """A brush (or eraser) stroke on one displayed slice, as one undo step."""
-        value = 0 if erase else self.ensure_label()
+        """A brush (or eraser) stroke on one displayed slice, as one undo step (with the label
+        it created, if there was none)."""
+        before = self.labels.to_list()
+        value = 0 if erase else self.ensure_label(own_step=False)
         lab = self.labels.get(value)
         view = plane_view(self._scan(), orientation, index)
         with self.lock:
@@ -239,7 +247,7 @@ class AnnotationSession:
                                        description="eraser" if erase else f"brush {lab.name}")
         if edit is not None:
             self._voxels_changed(edit)
-            self.history.push(edit.description, edit)
+        if self.history.push(edit.description if edit else "add label", edit, before, self.labels.to_list()):
             self.events.history.emit()
         return edit
 
@@ -373,13 +381,14 @@ class AnnotationSession:
         p = self.proposal
         if p is None or self.volume is None:
             return None
-        value = self.ensure_label()
+        before = self.labels.to_list()
+        value = self.ensure_label(own_step=False)  # a label made here undoes with the accept
         lab = self.labels[value]
         if lab.locked:
             raise LockedLabelError(f"label '{lab.name}' is locked: pick or add another label, or unlock it")
         rec = p.record
         view = None if p.is_3d else plane_view(self.volume, rec.orientation, rec.index)
-        return AcceptJob(rec, value, lab.policy, lab.name, view, self.labels.to_list(), self.labelmap)
+        return AcceptJob(rec, value, lab.policy, lab.name, view, before, self.labelmap)
 
     def write_accept(self, job: AcceptJob) -> Edit | None:
         """The voxel write of an accept; may run on a worker (announces nothing)."""
