@@ -30,3 +30,14 @@ class ExportError(MedplibError):
 
 class CancelledError(MedplibError):
     """A long operation was cancelled by the caller."""
+
+
+class GeometryError(MedplibError, ValueError):
+    """A volume's spacing, origin or direction is impossible (NaN, infinite, zero, singular)."""
+
+
+# What an interpreter-level stop looks like; every *other* BaseException that reaches one of
+# our boundaries comes from a native library (e.g. pyo3's PanicException from a Rust decoder)
+# and is turned into the boundary's own error: ``except FATAL: raise`` then
+# ``except BaseException as exc: ...``.
+FATAL = (KeyboardInterrupt, SystemExit, GeneratorExit)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from .display import value_range as integer_range
+from .errors import GeometryError
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -70,6 +71,9 @@ class Volume:
     units: str = ""
     window: tuple[float, float] | None = None  # (centre, width)
     source: SourceInfo | None = None
+    # True when the spacing is measured in millimetres (DICOM with PixelSpacing, NIfTI); False
+    # when it is a stand-in (a PNG's pixels, DICOM without spacing): no millilitres then.
+    physical_spacing: bool = True
 
     def __post_init__(self) -> None:
         arr = np.asarray(self.array)
@@ -81,8 +85,7 @@ class Volume:
         self.spacing = tuple(float(s) for s in self.spacing)
         self.origin = tuple(float(o) for o in self.origin)
         self.direction = np.asarray(self.direction, dtype=float).reshape(3, 3)
-        if any(not np.isfinite(s) or s <= 0 for s in self.spacing):
-            raise ValueError(f"voxel spacing must be positive, got {self.spacing}")
+        check_geometry(self.spacing, self.origin, self.direction)
         if self.window is None:
             self.window = default_window(self)
 
@@ -110,6 +113,13 @@ class Volume:
     def value_range(self) -> tuple[int, int] | None:
         """``(min, max)`` of an integer scan's voxels (None for float scans), computed once."""
         return integer_range(self.array)
+
+    @property
+    def voxel_volume_ml(self) -> float | None:
+        """Millilitres per voxel, or None when the spacing is not physical (no millimetres)."""
+        if not self.physical_spacing:
+            return None
+        return float(np.prod(self.spacing)) / 1000.0
 
     # ----- geometry --------------------------------------------------------------------------
     @property
@@ -166,12 +176,39 @@ class Volume:
             "units": self.units,
             "dtype": str(self.array.dtype),
             "colour": self.is_colour,
+            "physical_spacing": self.physical_spacing,
             "window": list(self.window) if self.window else None,
         }
 
     def empty_labels(self, dtype=np.uint16) -> np.ndarray:
         """A zeroed label array on this volume's grid."""
         return np.zeros(self.shape, dtype=dtype)
+
+
+SPACING_RANGE_MM = (1e-6, 1e6)  # a nanometre to a kilometre
+ORIGIN_MAX_MM = 1e7
+
+
+def check_geometry(spacing, origin, direction) -> None:
+    """Raise `GeometryError` for geometry no scanner produces: non-finite values, spacing outside
+    a nanometre..kilometre, an origin beyond 10 km, direction columns that are not unit vectors
+    or that do not span 3D (what a NaN/garbage sform or a denormal pixdim gives)."""
+    sp = np.asarray(spacing, dtype=float)
+    if not np.all(np.isfinite(sp)) or np.any(sp < SPACING_RANGE_MM[0]) or \
+            np.any(sp > SPACING_RANGE_MM[1]):
+        raise GeometryError(f"voxel spacing {tuple(float(s) for s in sp)} mm (each must be "
+                            f"finite and lie in {SPACING_RANGE_MM[0]:g}..{SPACING_RANGE_MM[1]:g} mm)")
+    org = np.asarray(origin, dtype=float)
+    if not np.all(np.isfinite(org)) or np.any(np.abs(org) > ORIGIN_MAX_MM):
+        raise GeometryError(f"origin {tuple(float(o) for o in org)} mm (not a finite position "
+                            "in the scanner)")
+    d = np.asarray(direction, dtype=float)
+    if not np.all(np.isfinite(d)):
+        raise GeometryError("the direction matrix holds NaN or infinite values")
+    norms = np.linalg.norm(d, axis=0)
+    if np.any(np.abs(norms - 1.0) > 1e-2) or abs(float(np.linalg.det(d))) < 0.5:
+        raise GeometryError(f"the direction matrix {np.round(d, 4).tolist()} is not a rotation "
+                            "(its axes are not unit vectors spanning 3D)")
 
 
 WINDOW_PRESETS: dict[str, tuple[float, float]] = {

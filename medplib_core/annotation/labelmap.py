@@ -16,6 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import MedplibError
+from ..volume import Volume
 from .labels import LabelSet, OverlapPolicy
 
 View = Callable[[np.ndarray], np.ndarray]
@@ -168,6 +169,14 @@ class LabelMap:
         bc = np.bincount(self.array.reshape(-1))
         return {int(v): int(n) for v, n in enumerate(bc) if v and n}
 
-    def volumes_ml(self, spacing: tuple[float, float, float]) -> dict[int, float]:
-        voxel_ml = float(np.prod(spacing)) / 1000.0
+    def volumes_ml(self, spacing) -> dict[int, float] | None:
+        """Millilitres per label value present. ``spacing`` is a `Volume` (its own
+        ``voxel_volume_ml``) or an (i, j, k) spacing in millimetres. None when there are no
+        millimetres (a `Volume` whose spacing is not physical, e.g. a PNG)."""
+        if isinstance(spacing, Volume):
+            voxel_ml = spacing.voxel_volume_ml
+        else:
+            voxel_ml = float(np.prod(spacing)) / 1000.0
+        if voxel_ml is None:
+            return None
         return {v: n * voxel_ml for v, n in self.counts().items()}

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..annotation import PromptKind
 from ..engines.base import Prompt, SegmentationEngine
-from ..errors import MedplibError
+from ..errors import FATAL, MedplibError
 from ..project import PromptRecord
 from ..session import STORED, AnnotationSession
 from ..volume import Volume
@@ -120,7 +120,10 @@ def run_case(job: CaseJob, engine: SegmentationEngine,
                             "total_s": round(time.perf_counter() - t0, 3)})
     except MedplibError as exc:
         rec.update(status="failed", error=str(exc), timings={"total_s": round(time.perf_counter() - t0, 3)})
-    except Exception as exc:  # noqa: BLE001 - one bad case must never stop the run
+    except FATAL:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - one bad case never stops the run (a native
+        # library's panic is no Exception)
         rec.update(status="failed", error=f"{type(exc).__name__}: {exc}",
                    traceback=traceback.format_exc(limit=6), timings={"total_s": round(time.perf_counter() - t0, 3)})
     return rec

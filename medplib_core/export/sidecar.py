@@ -27,13 +27,13 @@ def sidecar_path(label_path: str | Path) -> Path:
 
 def build_sidecar(labels: LabelSet, volume: Volume, counts: dict[int, int] | None = None,
                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    voxel_ml = float(volume.spacing[0] * volume.spacing[1] * volume.spacing[2]) / 1000.0
+    voxel_ml = volume.voxel_volume_ml  # None without millimetres (a PNG): no millilitres
     items = []
     for lab in labels:
         d = lab.to_dict()
         if counts is not None:
             d["voxels"] = int(counts.get(lab.value, 0))
-            d["volume_ml"] = round(d["voxels"] * voxel_ml, 4)
+            d["volume_ml"] = None if voxel_ml is None else round(d["voxels"] * voxel_ml, 4)
         items.append(d)
     out = {
         "format": SIDECAR_FORMAT,

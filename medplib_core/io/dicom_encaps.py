@@ -12,6 +12,7 @@ import struct
 import numpy as np
 from pydicom import uid as U
 
+from ..errors import FATAL
 from .dicom_series import Header, transfer_syntax
 
 _ITEM, _SEQ_END = (0xFFFE, 0xE000), (0xFFFE, 0xE0DD)
@@ -71,7 +72,9 @@ class EncapsulatedFrames:
     def decode(self, index: int) -> np.ndarray:
         try:
             arr = self.codec(self.frames[index])
-        except Exception as exc:  # the caller retries with pydicom for a precise reason
+        except FATAL:
+            raise
+        except BaseException as exc:  # the caller retries with pydicom for a precise reason
             raise Fallback(str(exc)) from None
         if arr.shape != self.shape or arr.dtype.itemsize != self.expected.itemsize or \
                 (arr.dtype.kind == "i") != (self.expected.kind == "i"):
@@ -122,6 +125,29 @@ def open_encapsulated(h: Header) -> EncapsulatedFrames | None:
         return EncapsulatedFrames(h, codec, fragments, offsets, expected)
     except (Fallback, OSError, struct.error, ValueError, AttributeError):
         return None
+
+
+def count_fragments(path: str, start: int, stop_at: int) -> int:
+    """Non-empty fragments of the encapsulated pixel data starting at ``start`` (after the
+    element header), counted from the item headers alone; stops at ``stop_at`` or at the
+    first malformed or truncated item."""
+    found = 0
+    with open(path, "rb") as fh:
+        size = fh.seek(0, 2)
+        pos, first = start, True
+        while found < stop_at and pos + 8 <= size:
+            fh.seek(pos)
+            head = fh.read(8)
+            if len(head) < 8:
+                break
+            g, e, length = struct.unpack("<HHI", head)
+            if (g, e) != _ITEM or length == 0xFFFFFFFF or pos + 8 + length > size:
+                break
+            if not first and length:
+                found += 1
+            first = False  # the first item is the basic offset table
+            pos += 8 + length
+    return found
 
 
 def _parse_items(data: bytes) -> tuple[list[int], list[bytes]]:

@@ -19,6 +19,7 @@ class StackGeometry:
     direction: np.ndarray  # columns: row cosine, column cosine, normal
     notes: list[str] = field(default_factory=list)
     dropped: list[int] = field(default_factory=list)  # duplicates left out
+    physical: bool = True  # False when a spacing is a stand-in (no PixelSpacing, no slice step)
 
 
 def as_floats(value, n: int) -> np.ndarray | None:
@@ -82,7 +83,9 @@ def stack_geometry(positions: list, iop, pixel_spacing, fallback_dz: float | Non
     row, col, normal = axes
     direction = np.column_stack([row, col, normal])
     pos = [as_floats(p, 3) for p in positions]
-    dz_default = float(fallback_dz) if fallback_dz and fallback_dz > 0 else 1.0
+    dz_known = bool(fallback_dz and fallback_dz > 0)
+    dz_default = float(fallback_dz) if dz_known else 1.0
+    in_plane = pixel_spacing is not None
 
     if any(p is None for p in pos):
         order = sorted(range(n), key=lambda m: (tie[m], m))
@@ -93,7 +96,8 @@ def stack_geometry(positions: list, iop, pixel_spacing, fallback_dz: float | Non
         elif first is None:
             notes.append("no ImagePositionPatient: origin set to 0")
         origin = first if first is not None else np.zeros(3)
-        return StackGeometry(order, (dx, dy, dz_default), tuple(origin), direction, notes)
+        return StackGeometry(order, (dx, dy, dz_default), tuple(origin), direction, notes,
+                             physical=in_plane and dz_known)
 
     p = np.vstack(pos)
     dist = p @ normal
@@ -110,7 +114,8 @@ def stack_geometry(positions: list, iop, pixel_spacing, fallback_dz: float | Non
         order = sorted(range(n), key=lambda m: (tie[m], m))
         notes.append(f"all {n} images share one position (a time series?): stacked by "
                      f"instance number, {dz_default:g} mm apart")
-        return StackGeometry(order, (dx, dy, dz_default), tuple(p[order[0]]), direction, notes)
+        return StackGeometry(order, (dx, dy, dz_default), tuple(p[order[0]]), direction, notes,
+                             physical=in_plane and dz_known)
     if dropped:
         per = n / len(kept)
         notes.append(f"{len(dropped)} image(s) repeat the position of another "
@@ -119,6 +124,7 @@ def stack_geometry(positions: list, iop, pixel_spacing, fallback_dz: float | Non
     d = dist[kept]
     diffs = np.diff(d)
     dz = float(np.median(diffs)) if len(diffs) else dz_default
+    physical = in_plane and (len(diffs) > 0 or dz_known)
     if len(diffs):
         notes.extend(_spacing_notes(diffs, dz))
         # positions should move along the normal; an in-plane drift means a gantry tilt
@@ -126,7 +132,8 @@ def stack_geometry(positions: list, iop, pixel_spacing, fallback_dz: float | Non
         if np.max(np.abs(drift)) > 0.01 * abs(d[-1] - d[0]) + 1e-3:  # more than ~0.6 degrees
             notes.append("slice positions drift in-plane (gantry tilt or sheared stack): "
                          "the volume is stored without shear, positions are approximate")
-    return StackGeometry(kept, (dx, dy, dz), tuple(p[kept[0]]), direction, notes, dropped)
+    return StackGeometry(kept, (dx, dy, dz), tuple(p[kept[0]]), direction, notes, dropped,
+                         physical)
 
 
 def _spacing_notes(diffs: np.ndarray, dz: float) -> list[str]:

@@ -11,13 +11,12 @@ from __future__ import annotations
 import numpy as np
 from pydicom.dataset import Dataset
 
-from ..errors import LoadError
 from ..volume import Volume
 from .dicom_encaps import Fallback, open_encapsulated
 from .dicom_geometry import as_floats, orientation_axes, same_orientation, stack_geometry
-from .dicom_pixels import check_decodable, iter_decoded, open_native
+from .dicom_pixels import check_declared_frames, check_decodable, iter_decoded, open_native
 from .dicom_series import Header, sniff_dicom, transfer_syntax
-from .dicom_single import finish_volume, pixel_spacing_of, slice_spacing_of
+from .dicom_single import allocate, finish_volume, pixel_spacing_of, slice_spacing_of
 from .dicom_values import fill_native, make_plan, rescale_of, store, window_of
 
 
@@ -43,15 +42,23 @@ class FunctionalGroups:
 
 def _legacy_positions(ds: Dataset, n: int, normal: np.ndarray | None,
                       dz: float | None) -> tuple[list, str | None]:
-    """Frame positions for a multi-frame file without functional groups (e.g. NM tomo)."""
+    """Frame positions for a multi-frame file without functional groups (RT Dose, NM tomo):
+    from GridFrameOffsetVector when it has one offset per frame, else ``dz`` apart."""
     ipp = as_floats(ds.get("ImagePositionPatient"), 3)
     det = ds.get("DetectorInformationSequence")
     if ipp is None and det:
         ipp = as_floats(det[0].get("ImagePositionPatient"), 3)
     if ipp is None or normal is None or n == 1:
         return [ipp.tolist() if ipp is not None else None] + [None] * (n - 1), None
+    offsets = as_floats(ds.get("GridFrameOffsetVector"), n)
+    if offsets is not None and n > 1:
+        # PS3.3 C.8.8.3.2: offsets relative to the first plane when the first is 0, else
+        # positions along the normal measured from the patient origin
+        base = 0.0 if offsets[0] == 0 else float(ipp @ normal)
+        pos = [(ipp + (o - base) * normal).tolist() for o in offsets]
+        return pos, "frame positions from GridFrameOffsetVector"
     if not dz:
-        return [None] * n, None
+        return [ipp.tolist()] + [None] * (n - 1), None
     pos = [(ipp + m * dz * normal).tolist() for m in range(n)]
     return pos, (f"frame positions computed from the first position, {dz:g} mm apart "
                  "along the normal")
@@ -75,8 +82,10 @@ def load_multiframe(path: str, h: Header, report, notes: list[str]) -> Volume:
     """One volume from one multi-frame file, frames sorted along the slice normal."""
     ds = h.ds
     n = h.n_frames
+    check_declared_frames(h)
     notes = list(notes)
     fg = FunctionalGroups(ds, n)
+    poll = getattr(report, "poll", None) or (lambda: None)
     if ds.get("PerFrameFunctionalGroupsSequence") is not None and fg.per is None:
         notes.append("PerFrameFunctionalGroupsSequence does not match NumberOfFrames: ignored")
 
@@ -86,6 +95,7 @@ def load_multiframe(path: str, h: Header, report, notes: list[str]) -> Volume:
         iop_top = det[0].get("ImageOrientationPatient")
     iops, positions, transforms = [], [], []
     for f in range(n):
+        poll()
         po = fg.item(f, "PlaneOrientationSequence")
         pp = fg.item(f, "PlanePositionSequence")
         pv = fg.item(f, "PixelValueTransformationSequence")
@@ -104,6 +114,7 @@ def load_multiframe(path: str, h: Header, report, notes: list[str]) -> Volume:
     axes = [orientation_axes(v) for v in iops]
     groups: list[tuple[object, list[int]]] = []
     for f, a in enumerate(axes):
+        poll()
         for key, members in groups:
             if (a is None and key is None) or same_orientation(key, a):
                 members.append(f)
@@ -132,11 +143,7 @@ def load_multiframe(path: str, h: Header, report, notes: list[str]) -> Volume:
     ts_transforms = [transforms[f] for f in order]
     plan = make_plan(h.path, ds, ts_transforms, h.float_dtype)
     notes.extend(plan.notes)
-    try:
-        out = np.empty((len(order),) + plan.frame_shape, plan.dtype)
-    except (MemoryError, ValueError):
-        raise LoadError(path, f"not enough memory for {len(order)} frames of "
-                        f"{plan.frame_shape}") from None
+    out = allocate(path, (len(order),) + plan.frame_shape, plan.dtype)
     slot = {f: k for k, f in enumerate(order)}
     pi = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
     native = open_native(h)
@@ -149,7 +156,7 @@ def load_multiframe(path: str, h: Header, report, notes: list[str]) -> Volume:
     elif not _decode_fast(h, order, slot, plan, transforms, out, pi, report):
         force = sniff_dicom(h.path) == "raw"
         done = 0
-        for f, raw, pi_out in iter_decoded(h.path, force, sorted(order)):
+        for f, raw, pi_out in iter_decoded(h.path, force, sorted(order), h.ds):
             report(done, len(order))
             done += 1
             store(raw, pi_out or pi, plan, transforms[f], out[slot[f]], h.path)

@@ -11,11 +11,14 @@ import pydicom
 from pydicom import uid as U
 from pydicom.dataset import Dataset
 
-from ..errors import LoadError
+from ..errors import FATAL, LoadError
+from ..limits import human_bytes, voxel_excess
+from .dicom_encaps import count_fragments
 from .dicom_series import Header, transfer_syntax
 
 NATIVE = {U.ExplicitVRLittleEndian, U.ImplicitVRLittleEndian, U.ExplicitVRBigEndian}
 _LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"UT", b"SQ", b"UC", b"UR"}
+_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 _FLOAT_TAGS = {(0x7FE0, 0x0008): np.float32, (0x7FE0, 0x0009): np.float64}
 
 _LIBJPEG = "pylibjpeg + pylibjpeg-libjpeg"
@@ -137,23 +140,11 @@ def open_native(h: Header) -> NativeFrames | None:
     if spp == 1 and pi not in ("MONOCHROME1", "MONOCHROME2", "PALETTE COLOR"):
         return None
     big = ts == U.ExplicitVRBigEndian
-    head = h.pixel_head
-    if len(head) < 8:
-        raise LoadError(h.path, "truncated pixel data: the file ends in the pixel data header")
-    e = ">" if big else "<"
-    group, elem = struct.unpack(e + "HH", head[:4])
-    if ts == U.ImplicitVRLittleEndian:
-        length, hdr = struct.unpack("<I", head[4:8])[0], 8
-    elif head[4:6] in _LONG_VRS:
-        if len(head) < 12:
-            raise LoadError(h.path, "truncated pixel data: the file ends in the pixel data header")
-        length, hdr = struct.unpack(e + "I", head[8:12])[0], 12
-    else:
-        length, hdr = struct.unpack(e + "H", head[6:8])[0], 8
+    length, hdr = pixel_element_length(h)
     if length == 0xFFFFFFFF:
         return None  # encapsulated data under a native syntax: let pydicom complain
-    if (group, elem) in _FLOAT_TAGS:
-        dtype = np.dtype(_FLOAT_TAGS[(group, elem)])
+    if h.pixel_tag in _FLOAT_TAGS:
+        dtype = np.dtype(_FLOAT_TAGS[h.pixel_tag])
     else:
         dtype = stored_dtype(ds, h.path)
     rows, cols = int(ds.Rows), int(ds.Columns)
@@ -165,7 +156,59 @@ def open_native(h: Header) -> NativeFrames | None:
     return NativeFrames(h, dtype, shape, h.pixel_offset + hdr, big)
 
 
-def _decode_error(path: str, ts, exc: Exception) -> LoadError:
+def pixel_element_length(h: Header) -> tuple[int, int]:
+    """(value length, header bytes) of the pixel data element; length 0xFFFFFFFF when
+    encapsulated (undefined length)."""
+    ts = transfer_syntax(h)
+    head = h.pixel_head
+    if len(head) < 8:
+        raise LoadError(h.path, "truncated pixel data: the file ends in the pixel data header")
+    e = ">" if ts == U.ExplicitVRBigEndian else "<"
+    if ts == U.ImplicitVRLittleEndian:
+        return struct.unpack("<I", head[4:8])[0], 8
+    if head[4:6] in _LONG_VRS:
+        if len(head) < 12:
+            raise LoadError(h.path, "truncated pixel data: the file ends in the pixel data header")
+        return struct.unpack(e + "I", head[8:12])[0], 12
+    return struct.unpack(e + "H", head[6:8])[0], 8
+
+
+def check_declared_frames(h: Header) -> None:
+    """Before any per-frame work, compare what the header declares with what the file holds:
+    the decoded frames must fit the voxel limit, an uncompressed file must hold every frame's
+    bytes and a compressed one at least one fragment per frame. (A 2 kB file that declares
+    2**31 - 1 frames is refused here instead of being walked frame by frame.)"""
+    ds = h.ds
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        spp = int(ds.get("SamplesPerPixel", 1) or 1)
+        bits = int(ds.get("BitsAllocated", 0) or 0)
+    except (AttributeError, TypeError, ValueError):
+        return  # make_plan names the problem
+    n = h.n_frames
+    if h.pixel_offset is not None and n > 1:  # (deflated files were measured when read)
+        length, hdr = pixel_element_length(h)
+        start = h.pixel_offset + hdr
+        if length == 0xFFFFFFFF:
+            found = count_fragments(h.path, start, n)
+            if found < n:
+                raise LoadError(h.path, f"truncated pixel data: the header declares {n} frames "
+                                f"but the pixel data holds only {found} compressed fragment(s)")
+        else:
+            need = rows * cols * spp * n * bits // 8 if bits != 1 else -(-rows * cols * n // 8)
+            have = min(length, max(h.size - start, 0))
+            if have < need:
+                raise LoadError(h.path, f"truncated pixel data: the header declares {n} frames "
+                                f"of {rows}×{cols} ({human_bytes(need)}) but the file holds "
+                                f"{human_bytes(have)} of pixel data")
+    itemsize = np.dtype(h.float_dtype).itemsize if h.float_dtype else max(bits // 8, 1)
+    shape = (n, rows, cols) + ((spp,) if spp > 1 else ())
+    excess = voxel_excess(shape, itemsize, "samples")
+    if excess:
+        raise LoadError(h.path, excess)
+
+
+def _decode_error(path: str, ts, exc: BaseException) -> LoadError:
     msg = str(exc)
     low = msg.lower()
     if any(w in low for w in ("less than expected", "truncat", "insufficient", "end of file",
@@ -178,27 +221,39 @@ def _decode_error(path: str, ts, exc: Exception) -> LoadError:
                      f"{type(exc).__name__}: {msg}", hint=hint)
 
 
-def iter_decoded(path: str, force: bool, indices: list[int] | None = None
-                 ) -> Iterator[tuple[int, np.ndarray, str]]:
+def iter_decoded(path: str, force: bool, indices: list[int] | None = None,
+                 dataset: Dataset | None = None) -> Iterator[tuple[int, np.ndarray, str]]:
     """Decode frames with pydicom's plug-ins: yields (frame index, array, photometric).
 
     Colour comes back as RGB (YBR converted); grey/palette frames as stored values.
+    ``dataset``: the file already read with its pixel data (a deflated file), else it is read.
+    Whatever a plug-in raises, a native panic included, becomes a LoadError.
     """
-    try:
-        ds = pydicom.dcmread(path, force=force)
-    except Exception as exc:
-        raise LoadError(path, f"unreadable DICOM file ({type(exc).__name__}: {exc})") from None
+    if dataset is not None and any(k in dataset for k in _PIXEL_KEYWORDS):
+        ds = dataset
+    else:
+        try:
+            ds = pydicom.dcmread(path, force=force)
+        except FATAL:
+            raise
+        except BaseException as exc:
+            raise LoadError(path, f"unreadable DICOM file ({type(exc).__name__}: {exc})") from None
     meta = getattr(ds, "file_meta", None)
     ts = meta.get("TransferSyntaxUID") if meta is not None else None
     ts = U.UID(str(ts)) if ts else U.ImplicitVRLittleEndian
     check_decodable(path, ts)
-    if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+    if not any(k in ds for k in _PIXEL_KEYWORDS):
         raise LoadError(path, "truncated pixel data: the pixel data element is incomplete")
     try:
         decoder = pydicom.pixels.get_decoder(ts)
     except NotImplementedError as exc:
         raise _decode_error(path, ts, exc) from None
-    it = decoder.iter_array(ds, indices=indices, as_rgb=True)
+    try:
+        it = decoder.iter_array(ds, indices=indices, as_rgb=True)
+    except FATAL:
+        raise
+    except BaseException as exc:
+        raise _decode_error(path, ts, exc) from None
     n = 0
     order = list(indices) if indices is not None else None
     while True:
@@ -208,9 +263,9 @@ def iter_decoded(path: str, force: bool, indices: list[int] | None = None
                 arr, info = next(it)
         except StopIteration:
             return
-        except LoadError:
+        except (LoadError, *FATAL):
             raise
-        except Exception as exc:
+        except BaseException as exc:  # a Rust plug-in's panic is no Exception
             raise _decode_error(path, ts, exc) from None
         idx = order[n] if order is not None else n
         n += 1

@@ -11,7 +11,8 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
-from ..errors import LoadError
+from ..errors import FATAL, LoadError
+from .dicom_deflate import check_inflated_size
 
 DICOMDIR_UID = "1.2.840.10008.1.3.10"
 _PIXEL_TAGS = {(0x7FE0, 0x0010), (0x7FE0, 0x0008), (0x7FE0, 0x0009)}
@@ -104,22 +105,34 @@ def sniff_dicom(path: str | os.PathLike) -> str | None:
     return None
 
 
-def read_header(path: str, kind: str | None = None) -> Header:
-    """Read one file's header. Raises LoadError when it is not readable DICOM."""
+def read_header(path: str, kind: str | None = None, keep_deflated: bool = False) -> Header:
+    """Read one file's header. Raises LoadError when it is not readable DICOM.
+
+    A deflated file is measured first (it must inflate within the voxel limit); with
+    ``keep_deflated`` its dataset is read whole, pixels included, so that decoding does not
+    inflate it a second time.
+    """
     kind = kind or sniff_dicom(path)
     if kind is None:
         raise LoadError(path, "not a DICOM file")
     try:
         size = os.path.getsize(path)
+        if kind == "part10":
+            check_inflated_size(path)
         with open(path, "rb") as fh:
             ds = pydicom.dcmread(fh, stop_before_pixels=True, force=(kind == "raw"))
             pos = fh.tell()
             head = fh.read(12)
+        ts = _transfer_syntax(ds)
+        if keep_deflated and ts is not None and ts.is_deflated:
+            ds = pydicom.dcmread(path, force=(kind == "raw"))
     except LoadError:
         raise
-    except Exception as exc:  # pydicom raises many types on malformed input
+    except FATAL:
+        raise
+    except BaseException as exc:  # pydicom raises many types on malformed input
         raise LoadError(path, f"unreadable DICOM header ({type(exc).__name__}: {exc})") from None
-    ts = _transfer_syntax(ds)
+    lift_frame_groups(ds)
     has_pixels, offset, ptag = False, None, None
     if len(head) >= 4 and not (ts is not None and ts.is_deflated):
         big = ts is not None and not ts.is_little_endian
@@ -131,6 +144,39 @@ def read_header(path: str, kind: str | None = None) -> Header:
         has_pixels = "Rows" in ds
     return Header(path=str(path), ds=ds, size=size, has_pixels=has_pixels, pixel_offset=offset,
                   pixel_tag=ptag, pixel_head=head if has_pixels else b"")
+
+
+# (functional group sequence, attributes it holds) for `lift_frame_groups`
+_FRAME_GROUPS = (
+    ("PlanePositionSequence", ("ImagePositionPatient",)),
+    ("PlaneOrientationSequence", ("ImageOrientationPatient",)),
+    ("PixelMeasuresSequence", ("PixelSpacing", "SliceThickness", "SpacingBetweenSlices")),
+    ("PixelValueTransformationSequence", ("RescaleSlope", "RescaleIntercept", "RescaleType")),
+    ("FrameVOILUTSequence", ("WindowCenter", "WindowWidth")),
+)
+
+
+def lift_frame_groups(ds: Dataset) -> None:
+    """Give a one-frame enhanced object (enhanced CT/MR, a one-frame SEG) its geometry where
+    the single-frame reader looks: attributes of its functional groups (per-frame first, then
+    shared) are copied to the top level where the top level lacks them."""
+    try:
+        if int(ds.get("NumberOfFrames", 1) or 1) != 1:
+            return
+        groups = [seq[0] for name in ("PerFrameFunctionalGroupsSequence",
+                                      "SharedFunctionalGroupsSequence")
+                  if (seq := ds.get(name))]
+        for seq_name, attrs in _FRAME_GROUPS:
+            for group in groups:
+                item = group.get(seq_name)
+                if not item:
+                    continue
+                for attr in attrs:
+                    if attr in item[0] and attr not in ds:
+                        setattr(ds, attr, item[0][attr].value)
+                break
+    except Exception:  # noqa: BLE001 - malformed groups: the file keeps what its top level says
+        return
 
 
 def _transfer_syntax(ds: Dataset):

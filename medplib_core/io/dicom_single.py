@@ -6,6 +6,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from ..errors import LoadError
+from ..limits import human_bytes, shape_text, voxel_excess
 from ..volume import SourceInfo, Volume
 from .dicom_encaps import Fallback, open_encapsulated
 from .dicom_geometry import as_floats, orientation_axes, same_orientation, stack_geometry
@@ -29,8 +30,13 @@ def pixel_spacing_of(*items: Dataset | None) -> tuple[tuple[float, float] | None
     return None, None
 
 
-def slice_spacing_of(*items: Dataset | None) -> float | None:
-    for name in ("SpacingBetweenSlices", "SliceThickness"):
+def slice_spacing_of(*items: Dataset | None, single: bool = False) -> float | None:
+    """The slice step when positions cannot tell it: SpacingBetweenSlices for a stack, but the
+    SliceThickness for a single slice (its extent; the spacing to a neighbour it does not
+    have is not its size)."""
+    names = ("SliceThickness", "SpacingBetweenSlices") if single else \
+        ("SpacingBetweenSlices", "SliceThickness")
+    for name in names:
         for item in items:
             if item is None:
                 continue
@@ -108,7 +114,8 @@ def load_single_frames(path: str, headers: list[Header], report, notes: list[str
         raise LoadError(path, "inconsistent series: images have different pixel spacings "
                         f"({', '.join(str(list(v)) for v in sorted(spacings)[:3])})")
     geo = stack_geometry([h.ds.get("ImagePositionPatient") for h in headers],
-                         ds0.get("ImageOrientationPatient"), spacing, slice_spacing_of(ds0),
+                         ds0.get("ImageOrientationPatient"), spacing,
+                         slice_spacing_of(ds0, single=len(headers) == 1),
                          [instance_number(h.ds) for h in headers])
     hs = [headers[m] for m in geo.order]
     notes.extend(geo.notes)
@@ -117,11 +124,7 @@ def load_single_frames(path: str, headers: list[Header], report, notes: list[str
         check_decodable(hs[0].path, ts)
     plan = make_plan(hs[0].path, hs[0].ds, transforms, hs[0].float_dtype)
     notes.extend(plan.notes)
-    try:
-        out = np.empty((len(hs),) + plan.frame_shape, plan.dtype)
-    except (MemoryError, ValueError):
-        raise LoadError(path, f"not enough memory for {len(hs)} images of "
-                        f"{plan.frame_shape}") from None
+    out = allocate(path, (len(hs),) + plan.frame_shape, plan.dtype)
     scratch: dict = {}
     for k, h in enumerate(hs):
         report(k, len(hs))
@@ -140,7 +143,7 @@ def load_single_frames(path: str, headers: list[Header], report, notes: list[str
             except Fallback:
                 pass  # decode it with pydicom below (which also explains failures)
         force = sniff_dicom(h.path) == "raw"
-        for _, raw, pi_out in iter_decoded(h.path, force, [0]):
+        for _, raw, pi_out in iter_decoded(h.path, force, [0], h.ds):
             store(raw, pi_out or pi, plan, t, out[k], h.path)
     report(len(hs), len(hs))
     return finish_volume(path, hs[0].ds, out, geo, plan, transforms,
@@ -161,4 +164,18 @@ def finish_volume(path, ds, out, geo, plan, transforms, files, uids, sop_class, 
         window = None
     source = make_source(path, ds, files, uids, sop_class, notes)
     return Volume(out, spacing=geo.spacing, origin=geo.origin, direction=geo.direction,
-                  modality=modality, units=units, window=window, source=source)
+                  modality=modality, units=units, window=window, source=source,
+                  physical_spacing=geo.physical)
+
+
+def allocate(path: str, shape: tuple, dtype) -> np.ndarray:
+    """The output array, after checking its size against the voxel limit."""
+    dtype = np.dtype(dtype)
+    excess = voxel_excess(shape, dtype.itemsize)
+    if excess:
+        raise LoadError(path, excess)
+    try:
+        return np.empty(shape, dtype)
+    except (MemoryError, ValueError):
+        raise LoadError(path, f"not enough memory for {shape_text(shape)} voxels "
+                        f"({human_bytes(np.prod(shape, dtype=float) * dtype.itemsize)})") from None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from ..errors import CancelledError, LoadError
+from ..errors import FATAL, CancelledError, GeometryError, LoadError
 from ..pacs.urls import is_url
 from ..volume import Volume
 from .dicom_series import DICOMDIR_UID, group_series, pick_series, read_header, scan_folder, \
@@ -36,13 +36,17 @@ class Reporter:
         self.progress, self.cancel = progress, cancel
         self.offset = 0  # work already done in an earlier phase (header scan)
 
-    def __call__(self, done: int, total: int) -> None:
+    def poll(self) -> None:
+        """Raise CancelledError when the caller asked to stop (for loops that report nothing)."""
         try:
             stop = bool(self.cancel()) if self.cancel is not None else False
         except Exception as exc:
             raise _CallbackError(exc) from exc
         if stop:
             raise CancelledError("loading was cancelled")
+
+    def __call__(self, done: int, total: int) -> None:
+        self.poll()
         if self.progress is not None:
             try:
                 self.progress(self.offset + done, self.offset + total)
@@ -75,11 +79,16 @@ def load(path, series=None, progress=None, cancel=None) -> Volume:
         raise
     except _CallbackError as exc:
         raise exc.original from None
+    except GeometryError as exc:
+        raise LoadError(p, f"impossible geometry: {exc}") from None
     except MemoryError:
         raise LoadError(p, "not enough memory to load it") from None
     except RecursionError:
         raise LoadError(p, "the file is malformed (nesting too deep)") from None
-    except Exception as exc:  # the boundary: nothing else escapes for a bad file
+    except FATAL:
+        raise
+    except BaseException as exc:  # the boundary: nothing else escapes for a bad file (this
+        # includes a native decoder's panic, which is no Exception)
         raise LoadError(p, f"unexpected {type(exc).__name__}: {exc}") from exc
 
 
@@ -120,7 +129,7 @@ def _load_dicom_file(p: str, kind: str, rep: Reporter) -> Volume:
     from .dicom_multiframe import load_multiframe
     from .dicom_single import load_single_frames
 
-    h = read_header(p, kind)
+    h = read_header(p, kind, keep_deflated=True)
     if h.sop_class_uid == DICOMDIR_UID:
         raise LoadError(p, "no image in the file: it is a DICOMDIR (a media index)",
                         hint="open the folder that holds it instead")
