@@ -11,25 +11,15 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import re
 import resource
 import sys
 import time
 
+from bench.load import _reset_peak, _status_kb  # the peak-RSS counter the load benchmark uses
+
 
 def _status(key: str) -> int:
-    with open("/proc/self/status") as fh:
-        m = re.search(rf"^{key}:\s+(\d+) kB", fh.read(), re.MULTILINE)
-    return int(m.group(1)) * 1024 if m else 0
-
-
-def _reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
+    return _status_kb(key) * 1024
 
 
 def _resolve(call: str):
