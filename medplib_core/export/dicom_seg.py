@@ -23,8 +23,7 @@ from ..annotation.labels import LabelSet
 from ..annotation.terminology import term_for_label
 from ..errors import ExportError
 from ..volume import Volume
-from .atomic import atomic_path
-from .sidecar import build_sidecar, write_sidecar
+from .sidecar import build_sidecar, commit_labels
 
 TRACKING_RE = re.compile(r"^label (\d+)$")
 
@@ -113,11 +112,9 @@ def write_dicom_seg(path: str | Path, labels: np.ndarray, volume: Volume, label_
             omit_empty_frames=True)
     except (ValueError, TypeError, AttributeError) as exc:
         raise ExportError(f"{path}: highdicom refused the segmentation: {exc}") from exc
-    with atomic_path(path, suffix=".dcm") as tmp:
-        seg.save_as(tmp)
     counts = {lab.value: int(np.count_nonzero(labels == lab.value)) for lab in present}
     extra = dict(extra or {})
     if notes:
         extra["notes"] = notes
-    write_sidecar(path, build_sidecar(label_set, volume, counts, extra))
+    commit_labels(path, seg.save_as, build_sidecar(label_set, volume, counts, extra), "DICOM SEG")
     return path

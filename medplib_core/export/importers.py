@@ -15,9 +15,10 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..annotation.labels import LabelSet
-from ..errors import ExportError
+from ..errors import FATAL, ExportError, MedplibError
+from ..limits import voxel_excess
 from ..volume import Volume
-from .sidecar import read_label_names
+from .sidecar import read_label_names, sidecar_matches, sidecar_path
 
 TRACKING_RE = re.compile(r"^label (\d+)$")  # segment tracking id -> label value (see dicom_seg)
 
@@ -68,11 +69,21 @@ def import_labels(path: str | Path, volume: Volume) -> ImportedLabels:
     if not path.exists():
         raise ExportError(f"{path}: no such file")
     name = path.name.lower()
-    if name.endswith((".nii", ".nii.gz")):
-        return _import_nifti(path, volume)
-    if name.endswith(".png"):
-        return _import_png(path, volume)
-    return _import_seg(path, volume)
+    try:
+        if name.endswith((".nii", ".nii.gz")):
+            out = _import_nifti(path, volume)
+        elif name.endswith(".png"):
+            out = _import_png(path, volume)
+        else:
+            out = _import_seg(path, volume)
+    except (MedplibError, *FATAL):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the boundary: a bad file gives the export error
+        raise ExportError(f"{path}: cannot import labels ({type(exc).__name__}: {exc})") from exc
+    if sidecar_matches(path) is False:
+        out.notes.append(f"{sidecar_path(path).name} belongs to another version of this file "
+                         "(an interrupted export?): its label names were not used")
+    return out
 
 
 def _label_set_for(path: Path, values: np.ndarray) -> LabelSet:
@@ -85,7 +96,14 @@ def _label_set_for(path: Path, values: np.ndarray) -> LabelSet:
 
 def _import_nifti(path: Path, volume: Volume) -> ImportedLabels:
     try:
-        img = sitk.ReadImage(str(path))
+        reader = sitk.ImageFileReader()
+        reader.SetImageIO("NiftiImageIO")  # never another ITK reader for a file named .nii
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()
+        excess = voxel_excess(tuple(reversed(reader.GetSize())), 8)
+        if excess:
+            raise ExportError(f"{path}: {excess}")
+        img = reader.Execute()
     except RuntimeError as exc:
         raise ExportError(f"{path}: not a readable NIfTI label map ({str(exc).strip().splitlines()[-1]})") from exc
     if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
@@ -109,16 +127,16 @@ def _import_png(path: Path, volume: Volume) -> ImportedLabels:
     if not volume.is_2d:
         raise ExportError(f"{path}: PNG labels fit 2D images only; this scan has {volume.shape[0]} slices")
     try:
-        with Image.open(path) as im:
+        with Image.open(path, formats=["PNG"]) as im:  # a PNG only, whatever else is installed
+            if im.size != (volume.shape[2], volume.shape[1]):
+                raise ExportError(f"{path}: mask is {im.size[0]}x{im.size[1]} but the image is "
+                                  f"{volume.shape[2]}x{volume.shape[1]}")
             plane = np.array(im if im.mode in ("P", "L", "I;16", "I") else im.convert("L"))
-    except OSError as exc:
+    except (OSError, Image.DecompressionBombError) as exc:
         raise ExportError(f"{path}: not a readable PNG ({exc})") from exc
-    if plane.shape != volume.shape[1:]:
-        raise ExportError(f"{path}: mask is {plane.shape[1]}x{plane.shape[0]} but the image is "
-                          f"{volume.shape[2]}x{volume.shape[1]}")
     values = np.unique(plane)
-    if set(values.tolist()) <= {0, 255}:  # a plain binary mask
-        plane = (plane > 0).astype(np.uint16)
+    if set(values.tolist()) <= {0, 255}:  # a binary mask: 0/255 (this version) or 0/1 (older)
+        plane = (plane > 0).astype(np.uint16) * _png_foreground(path)
     array = plane.astype(np.uint16)[np.newaxis]
     return ImportedLabels(array, _label_set_for(path, np.unique(array)), False, [])
 
@@ -140,6 +158,20 @@ def segment_terminology(item) -> dict | None:
         return out
     except (AttributeError, IndexError, KeyError):
         return None
+
+
+def _png_foreground(path: Path) -> int:
+    """The label value a binary PNG's white stands for (its sidecar says; 1 otherwise)."""
+    import json
+
+    if sidecar_matches(path) is False:
+        return 1
+    try:
+        info = json.loads(sidecar_path(path).read_text(encoding="utf-8")).get("png", {})
+        value = int(info.get("foreground_value") or 1)
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 1
+    return value if 0 < value < 65536 else 1
 
 
 def _import_seg(path: Path, volume: Volume) -> ImportedLabels:

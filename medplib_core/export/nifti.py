@@ -11,8 +11,7 @@ import numpy as np
 from ..annotation.labels import LabelSet
 from ..errors import ExportError
 from ..volume import Volume
-from .atomic import atomic_path
-from .sidecar import build_sidecar, write_sidecar
+from .sidecar import build_sidecar, commit_labels
 
 
 def label_dtype(array: np.ndarray) -> np.dtype:
@@ -40,16 +39,12 @@ def to_nifti_image(labels: np.ndarray, volume: Volume) -> nib.Nifti1Image:
 
 def write_nifti_labels(path: str | Path, labels: np.ndarray, volume: Volume, label_set: LabelSet,
                        extra: dict[str, Any] | None = None) -> Path:
-    """Write ``labels`` as ``path`` (.nii or .nii.gz) plus its JSON sidecar, both atomically."""
+    """Write ``labels`` as ``path`` (.nii or .nii.gz) plus its JSON sidecar, as one commit."""
     path = Path(path)
     if not (path.name.endswith(".nii") or path.name.endswith(".nii.gz")):
         raise ExportError(f"{path}: a NIfTI label map must end in .nii or .nii.gz")
     img = to_nifti_image(labels, volume)
-    try:
-        with atomic_path(path) as tmp:
-            nib.save(img, str(tmp))
-    except OSError as exc:
-        raise ExportError(f"{path}: could not write the label map ({exc.strerror or exc})") from exc
     present = {int(v): int(n) for v, n in enumerate(np.bincount(labels.reshape(-1))) if v and n}
-    write_sidecar(path, build_sidecar(label_set, volume, present, extra))
+    commit_labels(path, lambda tmp: nib.save(img, str(tmp)),
+                  build_sidecar(label_set, volume, present, extra))
     return path

@@ -67,11 +67,18 @@ class PromptRecord:
 
     @classmethod
     def from_json(cls, d: dict[str, Any], mask: np.ndarray | None) -> "PromptRecord":
+        """Raises KeyError, TypeError or ValueError for an entry that is not a prompt record."""
+        value = d.get("label_value")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError(f"label_value {value!r} is not a label value")
+        for key in ("prompt", "provenance"):
+            if not isinstance(d.get(key, {}), dict):
+                raise ValueError(f"{key} is not a mapping")
         return cls(id=int(d["id"]), kind=PromptKind(d.get("kind", "segment")),
                    orientation=str(d.get("orientation", "axial")), index=int(d.get("index", 0)),
                    prompt=dict(d.get("prompt", {})), provenance=dict(d.get("provenance", {})),
                    mask=mask, status=PromptStatus(d.get("status", "proposed")),
-                   label_value=d.get("label_value"), time=str(d.get("time", "")))
+                   label_value=value, time=str(d.get("time", "")))
 
 
 @dataclass
@@ -85,6 +92,7 @@ class Project:
     chat: list[dict[str, Any]] = field(default_factory=list)  # filled by the chat panel
     view: dict[str, Any] = field(default_factory=dict)  # active label, window, slices, layout
     meta: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # on reading: what was damaged, what was kept
 
 
 def scan_reference(volume, path: str, series: str | None = None) -> dict[str, Any]:
@@ -115,7 +123,7 @@ def _pack_mask(mask: np.ndarray) -> dict[str, np.ndarray]:
             "bits": np.packbits(crop.reshape(-1))}
 
 
-def _unpack_mask(shape, offset, box, bits) -> np.ndarray:
+def unpack_mask(shape, offset, box, bits) -> np.ndarray:
     out = np.zeros(tuple(int(s) for s in shape), dtype=bool)
     n = int(np.prod(box)) if len(box) else 0
     if n and bits.size:
@@ -191,8 +199,8 @@ def _json_default(obj: Any) -> Any:
 
 def _current_generation(folder: Path) -> int:
     try:
-        return int(json.loads((folder / PROJECT_FILE).read_text()).get("generation", 0))
-    except (OSError, ValueError, AttributeError):
+        return max(int(json.loads((folder / PROJECT_FILE).read_text()).get("generation", 0)), 0)
+    except (OSError, ValueError, AttributeError, TypeError, OverflowError):
         return 0
 
 
@@ -214,39 +222,3 @@ def project_folder(path: str | Path) -> Path:
 
 def is_project(path: str | Path) -> bool:
     return (project_folder(path) / PROJECT_FILE).is_file()
-
-
-def load_project(path: str | Path) -> Project:
-    """Read a project folder (or its project.json); raises `ProjectError` with the reason."""
-    folder = project_folder(path)
-    pj = folder / PROJECT_FILE
-    try:
-        doc = json.loads(pj.read_text())
-    except FileNotFoundError as exc:
-        raise ProjectError(f"{folder}: not a MedPLIB Studio project (no {PROJECT_FILE})") from exc
-    except (OSError, ValueError) as exc:
-        raise ProjectError(f"{pj}: unreadable project file ({exc})") from exc
-    if not str(doc.get("format", "")).startswith("medplib-studio-project/"):
-        raise ProjectError(f"{pj}: not a MedPLIB Studio project file (format {doc.get('format')!r})")
-    try:
-        with np.load(folder / doc["label_file"]) as z:
-            arr = np.asarray(z["labels"], dtype=np.uint16)
-        masks: dict[str, np.ndarray] = {}
-        pf = folder / doc.get("prompt_file", "")
-        if doc.get("prompt_file") and pf.is_file():
-            with np.load(pf) as z:
-                masks = {k: z[k] for k in z.files}
-    except (OSError, KeyError, ValueError) as exc:
-        raise ProjectError(f"{folder}: the label data is missing or damaged ({exc})") from exc
-    if list(arr.shape) != list(doc.get("label_shape_kji", arr.shape)):
-        raise ProjectError(f"{folder}: label array shape {arr.shape} does not match the project file")
-    prompts = []
-    for d in doc.get("prompts", []):
-        key = f"p{d['id']}_"
-        mask = None
-        if key + "shape" in masks:
-            mask = _unpack_mask(masks[key + "shape"], masks[key + "offset"], masks[key + "box"], masks[key + "bits"])
-        prompts.append(PromptRecord.from_json(d, mask))
-    return Project(scan=dict(doc.get("scan", {})), labels=LabelSet.from_list(doc.get("labels", [])),
-                   label_array=arr, prompts=prompts, chat=list(doc.get("chat", [])),
-                   view=dict(doc.get("view", {})), meta=dict(doc.get("meta", {})))

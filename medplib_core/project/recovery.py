@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from ..export.atomic import atomic_write_text
-from .format import PROJECT_FILE, Project, load_project, save_project
+from .format import PROJECT_FILE, Project, save_project
+from .reader import load_project
 
 SNAPSHOT = "snapshot.medplib"
 
@@ -50,20 +51,29 @@ class Orphan:
 
     @property
     def scan_path(self) -> str:
-        return str(self.info.get("scan", {}).get("path", ""))
+        scan = self.info.get("scan")
+        return str(scan.get("path", "") or "") if isinstance(scan, dict) else ""
 
     @property
     def saved(self) -> str:
-        return str(self.info.get("last_autosave") or self.info.get("started", ""))
+        return str(self.info.get("last_autosave") or self.info.get("started", "") or "")
 
     @property
     def crashed(self) -> bool:
         """False when the app was closed normally with unsaved work, True after a crash or kill."""
-        return not self.info.get("closed_with_unsaved_work", False)
+        return self.info.get("closed_with_unsaved_work") is not True
+
+    @property
+    def damaged(self) -> bool:
+        """The session record (session.json) was unreadable; the snapshot itself may be fine."""
+        return bool(self.info.get("damaged_record"))
 
     def describe(self) -> str:
         scan = Path(self.scan_path).name or "an unsaved scan"
-        return f"{scan} (autosaved {self.saved}, {self.info.get('edits', 0)} changes)"
+        edits = self.info.get("edits", 0)
+        edits = edits if isinstance(edits, int) and not isinstance(edits, bool) else "?"
+        what = f"{scan} (autosaved {self.saved or 'at an unknown time'}, {edits} changes)"
+        return what + (" — its session record is damaged" if self.damaged else "")
 
 
 class RecoverySession:
@@ -122,28 +132,49 @@ class RecoveryStore:
             return out
         for folder in self.root.glob("session-*"):
             try:
-                info = json.loads((folder / "session.json").read_text())
-            except (OSError, ValueError):
+                orphan = self._orphan(folder)
+            except Exception:  # noqa: BLE001 - one damaged session never hides the others
                 continue
-            if not info.get("closed_with_unsaved_work") and self._alive(info):
-                continue  # a running session (this or another instance of the app)
-            if not (folder / SNAPSHOT / PROJECT_FILE).is_file():
-                shutil.rmtree(folder, ignore_errors=True)  # crashed before any change: nothing to offer
-                continue
-            out.append(Orphan(folder, info))
+            if orphan is not None:
+                out.append(orphan)
         out.sort(key=lambda o: o.saved, reverse=True)
         return out
 
+    def _orphan(self, folder: Path) -> Orphan | None:
+        """The orphan in ``folder``, or None (a live session, or nothing to offer)."""
+        if not folder.is_dir():
+            return None
+        has_snapshot = (folder / SNAPSHOT / PROJECT_FILE).is_file()
+        try:
+            info = json.loads((folder / "session.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            info = None
+        if not isinstance(info, dict):
+            # unreadable or not an object ("[]"): the owner is unknown; offer its snapshot
+            return Orphan(folder, {"damaged_record": True}) if has_snapshot else None
+        if info.get("closed_with_unsaved_work") is not True and self._alive(info):
+            return None  # a running session (this or another instance of the app)
+        if not has_snapshot:
+            shutil.rmtree(folder, ignore_errors=True)  # crashed before any change: nothing to offer
+            return None
+        return Orphan(folder, info)
+
     @staticmethod
     def _alive(info: dict[str, Any]) -> bool:
-        pid = int(info.get("pid", -1))
-        if pid <= 0:
+        try:
+            pid = int(info.get("pid", -1))
+        except (TypeError, ValueError, OverflowError):
+            return False  # {"pid": "abc"}: no process owns it
+        if pid <= 0 or pid > 2**22:
             return False
         start = _process_start(pid)
         if start is None:
             return False
         recorded = info.get("pid_start")
-        return recorded is None or start < 0 or abs(float(recorded) - start) < 1.0
+        try:
+            return recorded is None or start < 0 or abs(float(recorded) - start) < 1.0
+        except (TypeError, ValueError):
+            return False
 
     def load(self, orphan: Orphan) -> Project:
         return load_project(orphan.folder / SNAPSHOT)
