@@ -107,11 +107,12 @@ def run_case(job: CaseJob, engine: SegmentationEngine,
         lm, labels = annotation.labelmap, annotation.labels
         t_seg = time.perf_counter()
         case_dir = job.run_dir / "labels"
-        name = f"{job.case.id}.png" if vol.is_2d and vol.source and vol.source.kind == "image" else f"{job.case.id}.nii.gz"
+        stem = job.case.output_name  # a safe file name: a case id never picks the folder
+        name = f"{stem}.png" if vol.is_2d and vol.source and vol.source.kind == "image" else f"{stem}.nii.gz"
         extra = {"batch": {"case": job.case.id, "prompts": prompt_log, "engine": engine.info.to_dict()}}
         out = export_labels(case_dir / name, lm.array, vol, labels, extra=extra)
         if job.dicom_seg and vol.source and vol.source.kind == "dicom" and lm.array.any():
-            seg = write_dicom_seg(case_dir / f"{job.case.id}_seg.dcm", lm.array, vol, labels, extra=extra)
+            seg = write_dicom_seg(case_dir / f"{stem}_seg.dcm", lm.array, vol, labels, extra=extra)
             rec["dicom_seg"] = str(seg.relative_to(job.run_dir))
         rec.update(status="ok", output=str(Path(out).relative_to(job.run_dir)),
                    output_sha256=file_sha256(out), counts={str(k): v for k, v in lm.counts().items()},

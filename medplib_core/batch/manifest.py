@@ -38,6 +38,19 @@ def input_checksum(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def path_inside(run_dir: Path, rel: Any) -> Path | None:
+    """``run_dir / rel`` when ``rel`` (read from a manifest) names a path inside the run folder
+    once links are resolved; None for anything else (absolute paths, ``..``, links out)."""
+    if not isinstance(rel, str) or not rel or "\0" in rel or Path(rel).is_absolute():
+        return None
+    full = Path(run_dir) / rel
+    try:
+        resolved, root = full.resolve(), Path(run_dir).resolve()
+    except (OSError, RuntimeError, ValueError):
+        return None
+    return full if root in resolved.parents else None
+
+
 class Manifest:
     """Reads and appends the records of one run folder's manifest."""
 
@@ -49,16 +62,16 @@ class Manifest:
     def records(self) -> Iterator[dict[str, Any]]:
         if not self.path.exists():
             return
-        with open(self.path, encoding="utf-8") as fh:
+        with open(self.path, encoding="utf-8", errors="replace") as fh:
             for line in fh:
                 line = line.strip()
                 if not line:
                     continue
                 try:
                     rec = json.loads(line)
-                except ValueError:
+                except (ValueError, RecursionError):
                     continue  # a torn line from a kill mid-write
-                if isinstance(rec, dict) and "case" in rec:
+                if isinstance(rec, dict) and isinstance(rec.get("case"), str) and rec["case"]:
                     yield rec
 
     def append(self, record: dict[str, Any]) -> dict[str, Any]:
@@ -92,5 +105,5 @@ class Manifest:
         rec = self.latest().get(case_id)
         if not rec or rec.get("status") != "ok" or rec.get("input_sha256") != checksum:
             return False
-        out = run_dir / rec.get("output", "")
-        return out.is_file() and file_sha256(out) == rec.get("output_sha256")
+        out = path_inside(run_dir, rec.get("output"))
+        return out is not None and out.is_file() and file_sha256(out) == rec.get("output_sha256")

@@ -15,7 +15,8 @@ from typing import Any
 from ..errors import MedplibError
 from ..export.atomic import atomic_path
 from ..export.sidecar import sidecar_path
-from .manifest import Manifest, file_sha256
+from .manifest import Manifest, file_sha256, path_inside
+from .spec import safe_name
 
 DECISIONS = ("accepted", "edited", "rejected")
 
@@ -41,16 +42,30 @@ class ReviewQueue:
         self.refresh()
 
     def refresh(self) -> None:
+        """Re-read the manifest. Label paths must lie inside the run folder: one that points
+        elsewhere (``/etc/hostname``, ``../x``) is never opened, copied or written; the case
+        shows it as its error instead."""
         results = self.manifest.latest("result")
         reviews = self.manifest.latest("review")
         self.items: list[ReviewItem] = []
         for case, rec in results.items():
+            case = str(case)
             rev = reviews.get(case)
-            proposed = self.run_dir / rec["output"] if rec.get("output") else None
-            labels = self.run_dir / rev["labels"] if rev and rev.get("labels") else proposed
-            self.items.append(ReviewItem(case=case, input=Path(rec.get("input", "")), proposed=proposed,
-                                         status=rec.get("status", "failed"), error=rec.get("error"),
-                                         decision=rev.get("decision") if rev else None, labels=labels,
+            error, status = rec.get("error"), rec.get("status", "failed")
+            proposed = path_inside(self.run_dir, rec.get("output"))
+            if rec.get("output") and proposed is None:
+                error, status = f"the manifest's output {rec.get('output')!r} is not inside the " \
+                    "run folder: ignored", "failed"
+            labels = proposed
+            if rev and rev.get("labels"):
+                labels = path_inside(self.run_dir, rev.get("labels"))
+                if labels is None:
+                    error = f"the review's labels {rev.get('labels')!r} are not inside the run " \
+                        "folder: ignored"
+            decision = rev.get("decision") if rev and rev.get("decision") in DECISIONS else None
+            self.items.append(ReviewItem(case=case, input=Path(str(rec.get("input", ""))),
+                                         proposed=proposed, status=str(status),
+                                         error=error, decision=decision, labels=labels,
                                          record=rec))
 
     def __len__(self) -> int:
@@ -82,7 +97,11 @@ class ReviewQueue:
         if decision == "edited":
             if edited_labels is None:
                 raise ValueError("an 'edited' decision needs the corrected label file")
-            rel = Path(edited_labels).resolve().relative_to(self.run_dir.resolve())
+            try:
+                rel = Path(edited_labels).resolve().relative_to(self.run_dir.resolve())
+            except ValueError:
+                raise MedplibError(f"{edited_labels}: edited labels must be saved inside the run "
+                                   f"folder {self.run_dir}") from None
             rec["labels"] = str(rel)
             rec["labels_sha256"] = file_sha256(edited_labels)
         elif it.proposed is not None:
@@ -92,16 +111,20 @@ class ReviewQueue:
         return self.item(case)
 
     def edited_path(self, case: str) -> Path:
+        """Where the edited labels of ``case`` go: ``labels/edited/<safe case name>.<ext>``,
+        inside the run folder whatever the manifest's case id holds."""
         it = self.item(case)
-        name = it.proposed.name if it.proposed else f"{case}.nii.gz"
-        return self.run_dir / "labels" / "edited" / name
+        name = it.proposed.name.lower() if it.proposed else ""
+        ext = next((e for e in (".nii.gz", ".nii", ".png", ".dcm") if name.endswith(e)), ".nii.gz")
+        return self.run_dir / "labels" / "edited" / f"{safe_name(case)}{ext}"
 
     def export_accepted(self, dest: str | Path) -> list[Path]:
         """Copy the label maps of accepted and edited cases (with sidecars) into ``dest``."""
         dest = Path(dest)
         out = []
         for it in self.items:
-            if it.decision in ("accepted", "edited") and it.labels and it.labels.is_file():
+            if it.decision in ("accepted", "edited") and it.labels and it.labels.is_file() and \
+                    path_inside(self.run_dir, str(it.labels.relative_to(self.run_dir))):
                 target = dest / it.labels.name
                 with atomic_path(target) as tmp:
                     shutil.copyfile(it.labels, tmp)

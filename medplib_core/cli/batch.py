@@ -12,6 +12,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("batch", help="segment many cases from a YAML/JSON spec (resumable)")
     p.add_argument("spec", help="the batch spec (YAML or JSON); see medplib_core/batch/spec.py")
     p.add_argument("--workers", type=int, help="worker processes (default: one per two CPU cores, or one per GPU)")
+    p.add_argument("--output", help="the run folder (default: the spec's output, which must lie inside the "
+                   "spec's folder)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--server", metavar="URL", help="run the spec's engine on a `medplib-studio serve` "
                    "at URL (token: $MEDPLIB_SERVER_TOKEN); the cases run in this process")
@@ -35,7 +37,7 @@ def progress_line(prog) -> str:
 def run(args: argparse.Namespace) -> int:
     from medplib_core.batch import load_spec, run_batch
 
-    spec = load_spec(args.spec)
+    spec = load_spec(args.spec, output=args.output)
     engine = None
     if args.server:
         from medplib_core.engines.remote import RemoteEngine
