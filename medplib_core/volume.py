@@ -72,8 +72,9 @@ class Volume:
     window: tuple[float, float] | None = None  # (centre, width)
     source: SourceInfo | None = None
     # True when the spacing is measured in millimetres (DICOM with PixelSpacing, NIfTI); False
-    # when it is a stand-in (a PNG's pixels, DICOM without spacing): no millilitres then.
-    physical_spacing: bool = True
+    # when it is a stand-in (a PNG's pixels, DICOM without spacing): no millilitres then. Left
+    # out, it is False for a source of kind "image" and True otherwise.
+    physical_spacing: bool | None = None
 
     def __post_init__(self) -> None:
         arr = np.asarray(self.array)
@@ -86,6 +87,9 @@ class Volume:
         self.origin = tuple(float(o) for o in self.origin)
         self.direction = np.asarray(self.direction, dtype=float).reshape(3, 3)
         check_geometry(self.spacing, self.origin, self.direction)
+        if self.physical_spacing is None:
+            self.physical_spacing = not (self.source is not None and self.source.kind == "image")
+        self.physical_spacing = bool(self.physical_spacing)
         if self.window is None:
             self.window = default_window(self)
 
