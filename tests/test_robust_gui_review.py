@@ -55,7 +55,7 @@ def test_save_edits_and_export_stay_inside_the_run(qtbot, make_win, tmp_path) ->
     c, panel = ui.controller, ui.panel
     assert c.open_run(run)
     wait_case(qtbot, ui, "../../escape")
-    assert w.doc.labelmap.array.any()  # the proposal is shown
+    assert w.session.labelmap.array.any()  # the proposal is shown
     stroke(qtbot, w, 10, 10, 40, 10)
     assert c.has_unsaved_edits()
     qtbot.mouseClick(panel.save_btn, Qt.MouseButton.LeftButton)
