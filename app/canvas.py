@@ -246,6 +246,10 @@ class SliceCanvas(QWidget):
             p.setPen(QColor(255, 220, 120) if f is font_b else QColor(235, 235, 235))
             p.drawText(r, int(align), text)
 
+    def focusInEvent(self, ev) -> None:  # noqa: N802 (keyboard focus: the user works in this view)
+        super().focusInEvent(ev)
+        self.focused.emit()
+
     # ----- mouse -----------------------------------------------------------------------------
     def _inside(self, x: float, y: float) -> bool:
         return 0 <= x < self.shape[1] and 0 <= y < self.shape[0]

@@ -14,10 +14,10 @@ from typing import Any, Callable, Iterable
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QMainWindow, QMenu, QMessageBox, QWidget
+from PySide6.QtWidgets import QDockWidget, QMainWindow, QMenu, QMessageBox, QWidget
 
 from medplib_core.pacs import is_url
-from medplib_core.project import PROJECT_FILE, PROJECT_SUFFIX, RecoveryStore
+from medplib_core.project import RecoveryStore
 
 from . import actions
 from .dialogs import ABOUT, show_error
@@ -34,6 +34,7 @@ from .shortcuts import SHORTCUTS, ShortcutsDialog
 from .status_bar import StatusBar
 from .tools import ToolState
 from .viewer import ViewerArea
+from .window_files import FileCommands
 
 
 def default_extensions() -> tuple[Callable[["MainWindow"], Any], ...]:
@@ -45,10 +46,7 @@ def default_extensions() -> tuple[Callable[["MainWindow"], Any], ...]:
     return (install_chat_panel, install_review, install_pacs)
 
 
-SCAN_FILTER = "Scans (*.dcm *.DCM *.nii *.nii.gz *.png *.jpg *.jpeg *.tif *.tiff *.bmp);;All files (*)"
-
-
-class MainWindow(QMainWindow):
+class MainWindow(FileCommands, QMainWindow):
     """The application window."""
 
     def __init__(self, engine_factory=None, settings: Settings | None = None, autosave_ms: int | None = None,
@@ -63,6 +61,9 @@ class MainWindow(QMainWindow):
         self._about_sections: list[Callable[[], str]] = []
         self._close_hooks: list[Callable[[], None]] = []
         self._extensions: dict[str, Any] = {}
+        self._init_file_commands()
+        self._close_ok = False  # the user answered the unsaved-changes question
+        self._discarded = False  # ... with Discard
         self.settings = settings or Settings()
         self.doc = Document(parent=self)  # the session's signals
         self.session = self.doc.session  # what the user is doing to the open scan
@@ -191,14 +192,13 @@ class MainWindow(QMainWindow):
         d, s = self.doc, self.status
         self.panels_menu.addAction(self.labels_dock.toggleViewAction())
         self.viewer.cursor_info.connect(lambda info: s.set_cursor(info, {l.value: l.name for l in self.session.labels}))
-        self.viewer.active_changed.connect(lambda _: self._current_slice_changed())
-        for v in self.viewer.views:
-            v.index_changed.connect(lambda *_: self._current_slice_changed())
+        d.focus_changed.connect(lambda *_: self._current_slice_changed())
         d.window_changed.connect(lambda *_: self._current_slice_changed())
         d.volume_changed.connect(self._on_volume)
         d.history_changed.connect(self._update_actions)
         d.proposal_changed.connect(self._update_actions)
         d.changed.connect(self._update_title)
+        d.save_state_changed.connect(self._update_title)
         self.engine.status_changed.connect(s.set_engine)
         self.engine.error.connect(lambda t, m: show_error(self, t, m))
         self.segment.error.connect(lambda t, m: show_error(self, t, m))
@@ -334,84 +334,6 @@ class MainWindow(QMainWindow):
     def propagate(self) -> None:
         self.propagation.start(self.viewer.active)
 
-    # ----- files -----------------------------------------------------------------------------
-    def _dir(self) -> str:
-        return self.settings.get("last_dir", str(Path.home()), str)
-
-    def open_path(self, path: str, series=None) -> None:
-        """Open a scan or project; asks first when the open work has unsaved changes."""
-        if not self.files.dirty:
-            self.files.open_path(path, series)
-            return
-        box = QMessageBox(QMessageBox.Icon.Question, "Unsaved changes",
-                          f"Save the changes to {Path(self.files.project_path or self.session.path).name} first?",
-                          QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
-                          | QMessageBox.StandardButton.Cancel, self)
-
-        def answered(button):
-            role = box.standardButton(button)
-            if role == QMessageBox.StandardButton.Save:
-                if self.files.project_path:
-                    self.files.save_project(on_saved=lambda: self.files.open_path(path, series))
-                else:
-                    self.save_project_as()
-            elif role == QMessageBox.StandardButton.Discard:
-                self.files.open_path(path, series)
-
-        box.buttonClicked.connect(answered)
-        box.open()
-        self.unsaved_box = box
-
-    def open_file_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open a scan", self._dir(), SCAN_FILTER)
-        if path:
-            self.open_path(path)
-
-    def open_folder_dialog(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Open a DICOM folder", self._dir())
-        if path:
-            self.open_path(path)
-
-    def open_project_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open a project", self._dir(),
-                                              f"MedPLIB Studio project ({PROJECT_FILE})")
-        if path:
-            self.files.open_project(path)
-
-    def save_project(self) -> None:
-        if not self.files.save_project():
-            self.save_project_as()
-
-    def save_project_as(self) -> None:
-        if self.session.volume is None:
-            return
-        stem = Path(self.session.path).name.split(".")[0] or "project"
-        path, _ = QFileDialog.getSaveFileName(self, "Save the project as a folder",
-                                              str(Path(self._dir()) / f"{stem}{PROJECT_SUFFIX}"),
-                                              f"MedPLIB Studio project (*{PROJECT_SUFFIX})")
-        if path:
-            if not path.endswith(PROJECT_SUFFIX):
-                path += PROJECT_SUFFIX
-            self.files.save_project(path)
-
-    def export_dialog(self, kind: str) -> None:
-        if self.session.volume is None:
-            return
-        ext = {"nifti": ".nii.gz", "seg": ".dcm", "png": ".png"}[kind]
-        stem = Path(self.session.path).name.split(".")[0] or "labels"
-        path, _ = QFileDialog.getSaveFileName(self, "Export labels", str(Path(self._dir()) / f"{stem}_labels{ext}"),
-                                              f"Labels (*{ext})")
-        if path:
-            if not path.lower().endswith(ext):
-                path += ext
-            self.files.export(path)
-
-    def import_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Import labels", self._dir(),
-                                              "Labels (*.nii *.nii.gz *.dcm *.png);;All files (*)")
-        if path:
-            self.files.import_labels(path)
-
     # ----- drag and drop ---------------------------------------------------------------------
     def dragEnterEvent(self, ev) -> None:  # noqa: N802
         if ev.mimeData().hasUrls():
@@ -447,6 +369,11 @@ class MainWindow(QMainWindow):
         self.files.open_project(project, on_loaded=loaded)
 
     # ----- help and exit ---------------------------------------------------------------------
+    def _close_answered(self) -> None:
+        """Saved or discarded: close now."""
+        self._close_ok = True
+        self.close()
+
     def show_shortcuts(self) -> None:
         self.shortcuts_dialog = ShortcutsDialog(self.shortcuts, self)
         self.shortcuts_dialog.open()
@@ -458,6 +385,10 @@ class MainWindow(QMainWindow):
         QMessageBox.about(self, "About MedPLIB Studio", self.about_html())
 
     def closeEvent(self, ev: QCloseEvent) -> None:  # noqa: N802
+        if not self._close_ok and self.ask_unsaved(self._close_answered, "quit"):
+            ev.ignore()  # the question decides
+            return
+        self._close_ok = True
         for fn in self._close_hooks:
             fn()
         self.settings.set("geometry", self.saveGeometry())
@@ -470,7 +401,7 @@ class MainWindow(QMainWindow):
         self.segment.runner.wait(60000)  # a 3D accept being written finishes first
         self.engine.shutdown()
         self.files.shutdown()
-        if self.files.dirty and os.environ.get("MEDPLIB_STUDIO_KEEP_RECOVERY") != "0":
+        if self.files.dirty and not self._discarded and os.environ.get("MEDPLIB_STUDIO_KEEP_RECOVERY") != "0":
             self.autosaver.save_now()
             self.autosaver.runner.wait(10000)
             self.autosaver.slot.mark_closed()  # unsaved work stays: the next start offers it

@@ -55,7 +55,7 @@ wait(800)
 shot = QGuiApplication.primaryScreen().grabWindow(0)
 shot.save(os.environ["SHOT_OUT"])
 print("SHOT", os.environ["SHOT_OUT"], shot.width(), shot.height(), panel.tokens_received, flush=True)
-window.close()
+window.close_discarding()
 '''
 
 

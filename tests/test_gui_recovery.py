@@ -42,7 +42,7 @@ with open(os.environ["MARKER"], "w") as fh:
     json.dump({"counts": window.session.counts, "path": window.session.path,
                "orphans": len(window.autosaver.orphans()),
                "undo": window.session.history.can_undo}, fh)
-window.close()
+window.close_discarding()
 """
 
 

@@ -76,11 +76,7 @@ class ChatPanel(ChatPanelUI):
         d.volume_changed.connect(self._on_volume)
         d.chat_changed.connect(self._on_chat)
         d.proposal_changed.connect(self._rerender)
-        v = self.win.viewer
-        v.active_changed.connect(lambda _: self._sync_timer.start())
-        for view in v.views:
-            view.index_changed.connect(lambda *_: self._sync_timer.start())
-            view.combo.currentIndexChanged.connect(lambda *_: self._sync_timer.start())
+        d.focus_changed.connect(lambda *_: self._sync_timer.start())  # the slice the user works on
 
     # ----- state -----------------------------------------------------------------------------
     @property
@@ -141,10 +137,11 @@ class ChatPanel(ChatPanelUI):
 
     # ----- slices and conversations ------------------------------------------------------------
     def _current_key(self) -> tuple[str, int] | None:
-        if self.session.volume is None:
+        """The slice the user works on (the session's focus: the view clicked, drawn on,
+        scrolled or focused last)."""
+        if self.session.volume is None or self.session.focus is None:
             return None
-        view = self.win.viewer.active
-        return (view.orientation, view.index)
+        return self.session.focus
 
     def _sync_slice(self) -> None:
         key = self._current_key()
@@ -154,6 +151,7 @@ class ChatPanel(ChatPanelUI):
             self._render()
         self._refresh_conversations()
         self._refresh_regions()
+        self.about_label.setText(f"Questions are about <b>{self._title(key)}</b>" if key else "")
 
     def _title(self, key: tuple[str, int]) -> str:
         vol = self.session.volume
@@ -180,10 +178,11 @@ class ChatPanel(ChatPanelUI):
 
     def go_to(self, key: tuple[str, int]) -> None:
         """Show slice ``key`` in the active view (and so its conversation)."""
-        view = self.win.viewer.active
-        if view.orientation != key[0]:
-            view.set_orientation(key[0])
+        viewer = self.win.viewer
+        viewer.set_orientation(key[0])
+        view = viewer.active
         view.set_index(int(key[1]))
+        self.session.set_focus(view.orientation, view.index)
         self._sync_slice()
 
     def _on_volume(self) -> None:

@@ -71,7 +71,7 @@ class ReviewController(QObject):
     # ----- the run -----------------------------------------------------------------------------
     def open_run(self, path: str | Path) -> bool:
         """Open ``manifest.jsonl`` or its run folder and show the first case left to review."""
-        if self._ask_if_unsaved(lambda: self.open_run(path)):
+        if self.ask_if_unsaved(lambda: self.open_run(path)):
             return False
         try:
             queue = ReviewQueue(path)
@@ -137,7 +137,7 @@ class ReviewController(QObject):
             return
         if case == self.current and (self.loaded_case == case or self.state is ReviewState.LOADING):
             return
-        if not force and self._ask_if_unsaved(lambda: self.go_to(case, force=True)):
+        if not force and self.ask_if_unsaved(lambda: self.go_to(case, force=True)):
             self.current_changed.emit()  # the list goes back to the case still shown
             return
         it = self.queue.item(case)
@@ -198,7 +198,6 @@ class ReviewController(QObject):
                                 label_array=imported.array if imported else None)
         finally:
             self._own_load = False
-        self.win.files.project_path = None
         self.session.save_state.saved(SaveTarget.PROJECT)  # the labels are on disk: no project to save
         self.loaded_case = it.case
         self._mark_clean()
@@ -233,7 +232,7 @@ class ReviewController(QObject):
         them counts as no edit)."""
         return self.shown and self._asking and self.session.save_state.labels_dirty(SaveTarget.REVIEW)
 
-    def _ask_if_unsaved(self, then: Callable[[], None], verb: str = "leave this case",
+    def ask_if_unsaved(self, then: Callable[[], None], verb: str = "leave this case",
                         after_save: Callable[[], None] | None = None) -> bool:
         """With unsaved edits: ask (non-blocking) to save, discard or stay; True when asked.
 
@@ -276,7 +275,7 @@ class ReviewController(QObject):
         """Accept the shown labels: the proposal, or the edited map an earlier edit saved."""
         if not self.can_accept():
             return
-        if self._ask_if_unsaved(self._accept_now, "accept", after_save=self._after_decision):
+        if self.ask_if_unsaved(self._accept_now, "accept", after_save=self._after_decision):
             return
         self._accept_now()
 

@@ -77,6 +77,7 @@ class AnnotationSession:
         self.chat = SessionChat(self)
         self.view_state: dict[str, Any] = {}  # layout, slices, zoom: kept for the project file
         self.view_state_provider: Callable[[], dict[str, Any]] | None = None  # the viewer's, if any
+        self.focus: tuple[str, int] | None = None  # the slice the user works on (see `set_focus`)
         self.counts: dict[int, int] = {}
         self.revision = 0  # bumps on every change worth saving
         self.label_revision = 0  # bumps whenever the label overlay must be redrawn
@@ -106,6 +107,7 @@ class AnnotationSession:
         self.prompts = []
         self.chat.reset()
         self.view_state = {}
+        self.focus = None
         self._ids = itertools.count(1)
         self.active_value = next(iter(labels)).value if len(labels) else 0
         self.window = tuple(volume.window or (0.0, 1.0))  # type: ignore[assignment]
@@ -135,6 +137,14 @@ class AnnotationSession:
             k = n_slices(vol, orientation) // 2 if index is None else int(index)
             plane = slice_geometry(vol, orientation, k).take(vol.array)
         return self._windowing.apply(plane, *(window or self.window))
+
+    def set_focus(self, orientation: str, index: int) -> None:
+        """The displayed slice the user works on (the view with the keyboard focus or drawn on
+        last): chat questions are about it. Announced when it changes."""
+        focus = (str(orientation), int(index))
+        if focus != self.focus:
+            self.focus = focus
+            self.events.focus.emit(*focus)
 
     def _scan(self) -> Volume:
         if self.volume is None:
@@ -434,9 +444,10 @@ class AnnotationSession:
         """``fn(project, *args)`` for a worker; see `project_io.project_job`."""
         return project_io.project_job(self, fn)
 
-    def load_project(self, volume: Volume, project) -> None:
-        """Open ``volume`` with a saved project's labels, prompts, chat and view state."""
-        project_io.load_into(self, volume, project)
+    def load_project(self, volume: Volume, project, folder=None) -> None:
+        """Open ``volume`` with a saved project's labels, prompts, chat and view state;
+        ``folder``: where it was read from (see `project_io.load_into`)."""
+        project_io.load_into(self, volume, project, folder)
 
     def save(self, folder) -> Any:
         """Save as a project folder (atomically); returns the project.json path."""
