@@ -246,6 +246,18 @@ class SliceCanvas(QWidget):
             p.setPen(QColor(255, 220, 120) if f is font_b else QColor(235, 235, 235))
             p.drawText(r, int(align), text)
 
+    @property
+    def hovered(self) -> bool:
+        """The pointer is on this canvas."""
+        return self._hover is not None
+
+    def pointer_left(self) -> None:
+        """The pointer is elsewhere (a leave event, or a press on another widget)."""
+        if self._hover is not None:
+            self._hover = None
+            self.cursor_moved.emit(None)
+            self.update()
+
     def focusInEvent(self, ev) -> None:  # noqa: N802 (keyboard focus: the user works in this view)
         super().focusInEvent(ev)
         self.focused.emit()
@@ -360,9 +372,7 @@ class SliceCanvas(QWidget):
         ev.accept()
 
     def leaveEvent(self, ev) -> None:  # noqa: N802
-        self._hover = None
-        self.cursor_moved.emit(None)
-        self.update()
+        self.pointer_left()
 
     def keyPressEvent(self, ev) -> None:  # noqa: N802
         step = {Qt.Key.Key_Up: -1, Qt.Key.Key_Down: 1, Qt.Key.Key_Left: -1, Qt.Key.Key_Right: 1,

@@ -24,6 +24,7 @@ from .dialogs import ABOUT, show_error
 from .document import Document
 from .engine_controller import EngineController, default_engine_factory
 from .files import FileController
+from .key_routing import CanvasKeyRouter
 from .labels_panel import LabelsPanel
 from .propagate import PropagationController
 from .recovery import Autosaver, offer_restore
@@ -80,6 +81,7 @@ class MainWindow(FileCommands, QMainWindow):
         self.segment = SegmentController(self.doc, self.engine, self)
         for v in self.viewer.views:
             self.segment.attach(v)
+        self.key_router = CanvasKeyRouter(self, [v.canvas for v in self.viewer.views])
         self.files = FileController(self.doc, self)
         self.propagation = PropagationController(self.doc, self.engine, self)
         self.labels_panel = LabelsPanel(self.doc)

@@ -62,7 +62,7 @@ def drag_box(qtbot, w, x0, y0, x1, y1):
 
 
 def ask(qtbot, panel, text):
-    panel.input.setFocus()
+    qtbot.mouseClick(panel.input, Qt.MouseButton.LeftButton)  # the pointer goes to the box
     qtbot.keyClicks(panel.input, text)
     qtbot.keyClick(panel.input, Qt.Key.Key_Return)
 

@@ -27,6 +27,7 @@ from ..errors import CancelledError, MedplibError, PromptError
 from ..project import PromptRecord
 from .chat import AnswerState, ChatBook, Conversation, Message, Role, SliceKey
 from .regions import RegionRef, RegionKind, grounding_prompt
+from .targets import grounding_target
 
 MAX_SESSIONS = 4  # each holds an image encoding and a KV cache (~0.3 GB on the real model)
 
@@ -139,6 +140,7 @@ class SessionChat:
                   "stop_reason": turn.stop_reason, "seconds": round(time.perf_counter() - q.started, 2),
                   "replayed_turns": int(replayed)}
         records = []
+        target = grounding_target(q.question.text, turn.text)  # "Segment the liver": label "liver"
         for mask in turn.masks:
             if not mask.any():
                 a.info["empty_mask"] = True
@@ -146,7 +148,8 @@ class SessionChat:
             rec = PromptRecord(id=s.new_prompt_id(), kind=PromptKind.GROUNDING, orientation=q.key[0],
                                index=q.key[1], prompt=grounding_prompt(turn.question, q.refs),
                                provenance=dict(turn.provenance, region_refs=[r.to_json() for r in q.refs],
-                                               chat_slice={"orientation": q.key[0], "index": q.key[1]}),
+                                               chat_slice={"orientation": q.key[0], "index": q.key[1]},
+                                               **({"target": target} if target else {})),
                                mask=np.asarray(mask, dtype=bool))
             a.prompt_ids.append(rec.id)
             s.propose(rec)

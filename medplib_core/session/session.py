@@ -195,6 +195,18 @@ class AnnotationSession:
         self.set_active(lab.value)
         return lab.value
 
+    def label_named(self, name: str, create: bool = True, own_step: bool = True) -> int:
+        """The value of the label called ``name`` (case and spacing ignored), added when there
+        is none and ``create`` (``own_step`` as in `ensure_label`); 0 when there is none."""
+        want = " ".join(str(name).split()).lower()
+        for lab in self.labels:
+            if " ".join(lab.name.split()).lower() == want:
+                return lab.value
+        if not create:
+            return 0
+        name = " ".join(str(name).split())
+        return self.add_label(name).value if own_step else self.labels.add(name).value
+
     def update_label(self, value: int, description: str = "change label", **changes: Any) -> None:
         """Change a label's fields; an undo step unless only its visibility changed."""
         lab = self.labels.get(value)
@@ -387,12 +399,18 @@ class AnnotationSession:
         return None if job is None else self.finish_accept(job, self.write_accept(job))
 
     def begin_accept(self) -> AcceptJob | None:
-        """Check that the proposal can be accepted; the job for `write_accept`, or None."""
+        """Check that the proposal can be accepted; the job for `write_accept`, or None.
+
+        The label is the one the proposal names (a chat answer to "Segment the liver" goes into
+        "liver", added if needed), else the active one."""
         p = self.proposal
         if p is None or self.volume is None:
             return None
         before = self.labels.to_list()
-        value = self.ensure_label(own_step=False)  # a label made here undoes with the accept
+        target = p.record.provenance.get("target")  # a grounded mask of a named structure
+        # a label made here undoes with the accept
+        value = self.label_named(target, own_step=False) if target else self.ensure_label(own_step=False)
+        self.set_active(value)
         lab = self.labels[value]
         if lab.locked:
             raise LockedLabelError(f"label '{lab.name}' is locked: pick or add another label, or unlock it")
