@@ -59,7 +59,7 @@ def build(win) -> None:
     e.addAction(A("redo", "Redo", win.redo, "redo", extra_keys=("Ctrl+Y",)))
     e.addSeparator()
     e.addAction(A("accept", "Accept proposal", win.segment.accept, "accept", extra_keys=("Enter",)))
-    e.addAction(A("discard", "Discard proposal", win.segment.discard, "discard"))
+    e.addAction(A("discard", "Discard proposal", win.discard, "discard"))
     e.addAction(A("propagate", "Propagate in 3D", win.propagate, "propagate"))
     e.addSeparator()
     e.addAction(A("new_label", "Add label", win.labels_panel.add_label, "add"))

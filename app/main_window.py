@@ -202,10 +202,16 @@ class MainWindow(FileCommands, QMainWindow):
         d.changed.connect(self._update_title)
         d.save_state_changed.connect(self._update_title)
         self.engine.status_changed.connect(s.set_engine)
+        self.engine.status_changed.connect(lambda _: self._update_actions())  # Esc abandons a prompt
         self.engine.error.connect(lambda t, m: show_error(self, t, m))
         self.segment.error.connect(lambda t, m: show_error(self, t, m))
         self.segment.message.connect(lambda m: s.showMessage(m, 6000))
-        self.propagation.message.connect(lambda m: s.showMessage(m, 6000))
+        self.propagation.message.connect(lambda m: s.showMessage(m, 8000))
+        self.propagation.started.connect(lambda text: s.start_task(text, self.propagation.cancel))
+        self.propagation.progressed.connect(s.task_progress)
+        self.propagation.finished.connect(lambda _: (s.end_task(), self._update_actions()))
+        self.propagation.started.connect(lambda _: self._update_actions())
+        self.segment.busy_reason = self.propagation.busy_reason
         self.files.message.connect(lambda m: s.showMessage(m, 8000))
         self.files.opened.connect(self._on_opened)
         self.files.saved.connect(lambda _: self._update_title())
@@ -284,7 +290,9 @@ class MainWindow(FileCommands, QMainWindow):
         a["redo"].setText(f"Redo {h.redo_text()}" if h and h.can_redo else "Redo")
         has = self.session.proposal is not None
         a["accept"].setEnabled(has)
-        a["discard"].setEnabled(True)
+        a["discard"].setEnabled(has or self.engine.pending is not None or self.propagation.running)
+        a["propagate"].setEnabled(self.session.volume is not None and not self.session.volume.is_2d
+                                  and not self.propagation.running)
         for n in ("save_project", "save_project_as", "export_nifti", "import_labels"):
             a[n].setEnabled(self.session.volume is not None)
 
@@ -335,6 +343,13 @@ class MainWindow(FileCommands, QMainWindow):
 
     def propagate(self) -> None:
         self.propagation.start(self.viewer.active)
+
+    def discard(self) -> None:
+        """Esc: cancel a running propagation, else abandon the running prompt or drop the proposal."""
+        if self.propagation.running:
+            self.propagation.cancel()
+        else:
+            self.segment.discard()
 
     # ----- drag and drop ---------------------------------------------------------------------
     def dragEnterEvent(self, ev) -> None:  # noqa: N802

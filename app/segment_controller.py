@@ -42,6 +42,7 @@ class SegmentController(QObject):
         self.views: list[SliceView] = []
         self.runner = TaskRunner(1, self, "edits")
         self.accepting = False
+        self.busy_reason = lambda: None  # why prompts must wait now (set by the window), or None
         engine.status_changed.connect(lambda _: self.clear_pending() if engine.pending is None else None)
 
     def attach(self, view: SliceView) -> None:
@@ -57,6 +58,10 @@ class SegmentController(QObject):
         return view.renderer.pixels(view.orientation, view.index)
 
     def _send(self, view: SliceView, prompt: Prompt, kind: PromptKind) -> None:
+        busy = self.busy_reason()
+        if busy:  # it would wait behind the running task: refused, and said so
+            self.message.emit(busy)
+            return
         self.engine.segment(self._pixels(view), prompt, view.orientation, view.index, kind)
         self._show_pending(view)
 

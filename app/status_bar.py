@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtWidgets import QLabel, QStatusBar, QWidget
+from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar, QToolButton, QWidget
 
 from .engine_controller import EngineState
 from .tools import PAINT_TOOLS, TOOL_BY_NAME
@@ -64,9 +64,48 @@ class StatusBar(QStatusBar):
         self.engine = QLabel("engine: not loaded")
         self.engine.setToolTip("Segmentation engine, device, whether the current slice is already "
                                "encoded (slices around it are pre-encoded in the background), last latency")
+        self.task_label = QLabel("")
+        self.task_bar = QProgressBar()
+        self.task_bar.setMaximumWidth(140)
+        self.task_bar.setMaximumHeight(16)
+        self.task_cancel = QToolButton()
+        self.task_cancel.setText("✕")
+        self.task_cancel.setToolTip("Cancel (Esc)")
         self.addWidget(self.cursor, 1)
+        for w in (self.task_label, self.task_bar, self.task_cancel):
+            self.addPermanentWidget(w)
+            w.hide()
         self.addPermanentWidget(self.tool)
         self.addPermanentWidget(self.engine)
+        self._cancel = None
+
+    # ----- a background task (3D propagation) ------------------------------------------------
+    def start_task(self, text: str, on_cancel) -> None:
+        """Show a running task with its progress and a cancel button."""
+        self._cancel = on_cancel
+        self.task_label.setText(text)
+        self.task_bar.setRange(0, 0)  # busy until the first progress
+        for w in (self.task_label, self.task_bar, self.task_cancel):
+            w.show()
+        try:
+            self.task_cancel.clicked.disconnect()
+        except (RuntimeError, TypeError):
+            pass
+        self.task_cancel.clicked.connect(lambda: self._cancel() if self._cancel else None)
+
+    def task_progress(self, done: int, total: int) -> None:
+        self.task_bar.setRange(0, max(int(total), 1))
+        self.task_bar.setValue(min(int(done), max(int(total), 1)))
+        self.task_bar.setFormat(f"{done}/{total}")
+
+    def end_task(self) -> None:
+        self._cancel = None
+        for w in (self.task_label, self.task_bar, self.task_cancel):
+            w.hide()
+
+    @property
+    def task_running(self) -> bool:
+        return not self.task_bar.isHidden()
 
     def set_cursor(self, info: dict | None, label_names: dict[int, str] | None = None) -> None:
         self.cursor.setText(format_cursor(info, label_names))
