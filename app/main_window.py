@@ -134,9 +134,26 @@ class MainWindow(FileCommands, QMainWindow):
         if name not in self.menus:
             if name != "settings":
                 raise KeyError(f"no menu {name!r}")
-            self.menus[name] = m = QMenu("&Settings", self)
+            self.menus[name] = m = QMenu("Setti&ngs", self)  # Alt+S is the review's Save edits
+            self._check_mnemonic(m.title())
             self.menuBar().insertMenu(self.menus["help"].menuAction(), m)
         return self.menus[name]
+
+    def menu_mnemonics(self) -> dict[str, str]:
+        """The Alt+letter keys the menu bar's titles use: {"Alt+F": "&File", ...}."""
+        out = {}
+        for act in self.menuBar().actions():
+            text = act.text().replace("&&", "")
+            if "&" in text and text.index("&") + 1 < len(text):
+                out[f"Alt+{text[text.index('&') + 1].upper()}"] = act.text()
+        return out
+
+    def _check_mnemonic(self, title: str) -> None:
+        text = title.replace("&&", "")
+        key = f"Alt+{text[text.index('&') + 1].upper()}" if "&" in text else None
+        taken = {k: n for n, (k, _) in self.shortcuts.items()}
+        if key in taken or key in self.menu_mnemonics():
+            raise ValueError(f"menu {title}: {key} is taken by {taken.get(key) or self.menu_mnemonics()[key]}")
 
     def add_action(self, name: str, text: str, slot: Callable[[], Any], icon_name: str | None = None,
                    menu: str | QMenu | None = None, before: str | None = None,
@@ -168,8 +185,9 @@ class MainWindow(FileCommands, QMainWindow):
 
     def add_shortcuts(self, table: dict[str, tuple[str, str]]) -> None:
         """Keys of an extension's actions: ``{action name: (key, description)}``; a key the
-        window already uses for another action is refused."""
+        window already uses for another action or a menu title (Alt+letter) is refused."""
         used = {key: n for n, (key, _) in self.shortcuts.items()}
+        used.update({key: f"the {title} menu" for key, title in self.menu_mnemonics().items()})
         for name, (key, text) in table.items():
             if used.get(key, name) != name:
                 raise ValueError(f"{name}: key {key} is taken by {used[key]}")

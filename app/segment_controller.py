@@ -101,10 +101,19 @@ class SegmentController(QObject):
 
     # ----- edits -----------------------------------------------------------------------------
     def on_stroke(self, view: SliceView, mask: np.ndarray, erase: bool) -> None:
+        """A brush or eraser stroke; a lock that kept voxels (or refused the stroke) is said in
+        the status bar, and the stroke that changed nothing is not silent."""
+        kept = self.session.locked_under(mask, view.orientation, view.index)
         try:
-            self.session.paint(mask, view.orientation, view.index, erase=erase)
+            edit = self.session.paint(mask, view.orientation, view.index, erase=erase)
         except LockedLabelError as exc:
-            self.error.emit("Label is locked", str(exc))
+            self.message.emit(f"{exc} (the lock in the Labels panel).")
+            return
+        if kept:
+            names = ", ".join(f"'{self.session.labels[v].name}' ({n:,} px)" for v, n in kept.items())
+            verb = "erased" if erase else "painted over"
+            self.message.emit(f"Locked label {names} kept: locked voxels are never {verb}"
+                              + ("." if edit is not None else "; the stroke changed nothing."))
 
     def accept(self) -> bool:
         """Enter: the proposal goes into the active label (a 3D one is written on a worker)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar, QToolButton, QWidget
 
 from .engine_controller import EngineState
@@ -54,7 +55,10 @@ def format_engine(st: dict) -> str:
 
 
 class StatusBar(QStatusBar):
-    """The window's status bar with its three permanent fields."""
+    """The window's status bar with its three permanent fields.
+
+    A message too long for the room left of the permanent fields hides them while it shows
+    (they come back with the next message or when it times out), so no message is cut off."""
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -77,7 +81,37 @@ class StatusBar(QStatusBar):
             w.hide()
         self.addPermanentWidget(self.tool)
         self.addPermanentWidget(self.engine)
+        self.engine.setMaximumWidth(320)  # long states are elided; the tooltip has them whole
         self._cancel = None
+        self._yielded: list[QWidget] = []  # permanent fields hidden for a long message
+        self.messageChanged.connect(self._message_changed)
+
+    # ----- messages ----------------------------------------------------------------------------
+    def message_room(self) -> int:
+        """Pixels a message has: the bar's width less the visible permanent fields."""
+        fields = [w for w in (self.task_label, self.task_bar, self.task_cancel, self.tool, self.engine)
+                  if not w.isHidden()]
+        spacing = self.layout().spacing() if self.layout() is not None else 6
+        return self.width() - sum(w.sizeHint().width() + spacing for w in fields) - 24
+
+    def showMessage(self, text: str, timeout: int = 0) -> None:  # noqa: N802 (Qt API)
+        self._restore_fields()
+        if text and self.fontMetrics().horizontalAdvance(text) > self.message_room():
+            for w in (self.tool, self.engine):  # the task (propagation) stays in view
+                if not w.isHidden():
+                    w.hide()
+                    self._yielded.append(w)
+        self.setToolTip(text)
+        super().showMessage(text, timeout)
+
+    def _message_changed(self, text: str) -> None:
+        if not text:
+            self._restore_fields()
+            self.setToolTip("")
+
+    def _restore_fields(self) -> None:
+        while self._yielded:
+            self._yielded.pop().show()
 
     # ----- a background task (3D propagation) ------------------------------------------------
     def start_task(self, text: str, on_cancel) -> None:
@@ -118,6 +152,7 @@ class StatusBar(QStatusBar):
         self.tool.setText(f"Tool: {text}")
 
     def set_engine(self, st: dict) -> None:
-        self.engine.setText(format_engine(st))
-        if st.get("state") is EngineState.ERROR and st.get("message"):
-            self.engine.setToolTip(st["message"])
+        text = format_engine(st)
+        self.engine.setText(self.engine.fontMetrics().elidedText(text, Qt.TextElideMode.ElideRight, 316))
+        self.engine.setToolTip(text if st.get("state") is not EngineState.ERROR else st.get("message") or text)
+

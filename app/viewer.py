@@ -47,9 +47,13 @@ class ViewerArea(QWidget):
             v.index_changed.connect(lambda *_, v=v: self._focus_if_active(v))
             v.orientation_changed.connect(lambda *_, v=v: self._focus_if_active(v))
             v.canvas.cursor_moved.connect(lambda rc, v=v: self._cursor(v, rc))
+            v.index_changed.connect(lambda *_, v=v: self._refresh_cursor(v))  # scrolled under the pointer
             v.canvas.navigate_clicked.connect(lambda r, c, v=v: self.go_to(v, r, c))
         doc.volume_changed.connect(self._on_volume)
         doc.view_state_loaded.connect(self.restore_state)
+        self._pointer = None  # (view, (row, col)) under the pointer, for a fresh readout
+        doc.voxels_changed.connect(self._refresh_cursor)  # the label under the pointer may change
+        doc.labels_changed.connect(self._refresh_cursor)
         self.set_layout("single")
 
     # ----- layout ------------------------------------------------------------------------------
@@ -130,6 +134,8 @@ class ViewerArea(QWidget):
     # ----- readout ---------------------------------------------------------------------------
     def _on_volume(self) -> None:
         vol = self.session.volume
+        self._pointer = None
+        self.cursor_info.emit(None)  # nothing of the previous scan stays in the readout
         if vol.is_2d and self.layout_mode == "grid":
             self.set_layout("single")
         self._focus_if_active(self.active)
@@ -147,13 +153,22 @@ class ViewerArea(QWidget):
             lines += [f"Note: {n}" for n in src.notes[:4]]
         self.info.setText("<br>".join(lines))
 
+    def _refresh_cursor(self, view: SliceView | None = None) -> None:
+        if self._pointer is not None and (view is None or self._pointer[0] is view):
+            self._cursor(*self._pointer)
+
     def _cursor(self, view: SliceView, rc) -> None:
+        self._pointer = (view, rc) if rc is not None else None
         if rc is None or self.session.volume is None:
             self.cursor_info.emit(None)
             return
         vol = self.session.volume
         geom = view.geometry()
         row, col = int(rc[0]), int(rc[1])
+        if not (0 <= row < geom.shape[0] and 0 <= col < geom.shape[1]):  # the view changed under it
+            self._pointer = None
+            self.cursor_info.emit(None)
+            return
         i, j, k = geom.to_voxel(row, col)
         world = geom.to_world(row, col)
         value = vol.array[k, j, i]

@@ -68,8 +68,9 @@ def ask(qtbot, panel, text):
 
 
 def has_box_near(text: str, x: int, y: int, prefix: str = "box ") -> bool:
-    """True when ``text`` names a box whose first corner is (x, y) within a pixel (screen rounding)."""
-    for m in re.finditer(re.escape(prefix) + r"(\d+),(\d+)–", text):
+    """True when ``text`` names a box whose first corner is voxel (i, j) = (x, y) within a pixel
+    (screen rounding); on these axial slices i runs with the column, j with the row."""
+    for m in re.finditer(re.escape(prefix) + r"i (\d+)–\d+, j (\d+)–", text):
         if abs(int(m.group(1)) - x) <= 1 and abs(int(m.group(2)) - y) <= 1:
             return True
     return False

@@ -107,11 +107,11 @@ def test_canvas_keys_work_over_the_image(qtbot, chat_window):
     assert cv.hasFocus()
 
     qtbot.mouseClick(panel.input, Qt.MouseButton.LeftButton)  # focus back in the box
-    qtbot.mouseMove(cv, image_point(cv, 60, 60))
+    qtbot.mouseMove(cv, image_point(cv, 62, 58))
     qtbot.keyClick(panel.input, Qt.Key.Key_E)
     assert w.tools.tool == "eraser" and panel.input.toPlainText() == "" and cv.hasFocus()
     qtbot.mouseClick(panel.input, Qt.MouseButton.LeftButton)
-    qtbot.mouseMove(cv, image_point(cv, 60, 60))
+    qtbot.mouseMove(cv, image_point(cv, 64, 56))
     before = view.index
     qtbot.keyClick(panel.input, Qt.Key.Key_Down)  # the slice keys too
     assert view.index == before + 1 and panel.input.toPlainText() == ""

@@ -18,7 +18,7 @@ from PySide6.QtCore import Qt, QTimer
 
 from medplib_core.errors import MedplibError
 from medplib_core.session import AnswerState, RegionRef
-from medplib_core.slicing import n_slices
+from medplib_core.slicing import n_slices, slice_geometry
 
 from ..medplib_setup import MedplibSetupDialog, ensure_notice, show_notice
 from .controller import ChatController, ChatState
@@ -206,9 +206,11 @@ class ChatPanel(ChatPanelUI):
     def _refresh_regions(self) -> None:
         self.candidates = self.tracker.candidates(*self.key) if self.key else []
         self.region_combo.clear()
+        geom = slice_geometry(self.session.volume, *self.key) if self.key else None
         for n, ref in enumerate(self.candidates):
-            self.region_combo.addItem(ref.describe())
-            self.region_combo.setItemData(n, ref.describe(), Qt.ItemDataRole.ToolTipRole)
+            text = ref.describe(geom)  # voxel indices, as the status bar's readout
+            self.region_combo.addItem(text)
+            self.region_combo.setItemData(n, text, Qt.ItemDataRole.ToolTipRole)
         if not self.candidates:
             self.region_combo.addItem("none — draw on the slice")
             self.region_combo.setItemData(0, "Draw a box, outline or points, or accept a mask",
@@ -224,6 +226,7 @@ class ChatPanel(ChatPanelUI):
         ref = self.selected_region()
         if ref is None:
             return
+        ref.saved_text = self.region_combo.currentText()  # as listed: voxel indices
         self.attached.append(ref)
         text = self.input.toPlainText()
         if len(REGION_RE.findall(text)) < len(self.attached):

@@ -310,6 +310,7 @@ class ReviewController(QObject):
         if isinstance(it.record.get("engine"), dict):
             extra["batch_engine"] = it.record["engine"]
         mark = self.session.save_state.mark()
+        counts = dict(self.session.counts)  # what is written (taken with the labels, on this thread)
         job = self.session.project_job(lambda p: export_labels(path, p.label_array, vol, p.labels, extra))
         case = it.case
         self._set_state(ReviewState.SAVING)
@@ -319,7 +320,7 @@ class ReviewController(QObject):
             if self.loaded_case == case:
                 self.session.save_state.saved(SaveTarget.REVIEW, mark)
                 self.session.save_state.saved(SaveTarget.PROJECT)
-            self._decide("edited", edited_labels=Path(written), case=case, then=then)
+            self._decide("edited", edited_labels=Path(written), case=case, then=then, counts=counts)
 
         def failed(exc):
             self._set_state(ReviewState.IDLE)
@@ -328,11 +329,11 @@ class ReviewController(QObject):
         self.runner.submit(job, name="save edits", on_done=done, on_error=failed)
 
     def _decide(self, decision: str, edited_labels: Path | None = None, case: str | None = None,
-                then: Callable[[], None] | None = None) -> None:
+                then: Callable[[], None] | None = None, counts: dict[int, int] | None = None) -> None:
         case = case or self.current
         try:
             self.queue.decide(case, decision, edited_labels=edited_labels, reviewer=self.reviewer,
-                              note=self.note)
+                              note=self.note, counts=counts)
         except (OSError, ValueError, MedplibError) as exc:
             error_from_exception(self.win, "Cannot record the decision", exc)
             return

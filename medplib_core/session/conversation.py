@@ -25,6 +25,7 @@ import numpy as np
 from ..annotation import PromptKind, PromptStatus
 from ..errors import CancelledError, MedplibError, PromptError
 from ..project import PromptRecord
+from ..slicing import ORIENTATIONS, slice_geometry
 from .chat import AnswerState, ChatBook, Conversation, Message, Role, SliceKey
 from .regions import RegionRef, RegionKind, grounding_prompt
 from .targets import grounding_target
@@ -108,6 +109,9 @@ class SessionChat:
         conv = self.book.get(key)
         try:
             refs = [self.materialize(r, key) for r in refs]
+            geom = slice_geometry(s.volume, *key) if key[0] in ORIENTATIONS else None
+            for r in refs:  # described as the user sees them: voxel indices, like the cursor readout
+                r.saved_text = r.describe(geom)
             records = s.records()
             regions = [r.model_region(records) for r in refs]
             history = [(q.text, [r.model_region(records) for r in q.regions], a.text)

@@ -273,6 +273,16 @@ class AnnotationSession:
             self.events.history.emit()
         return edit
 
+    def locked_under(self, mask2d: np.ndarray, orientation: str, index: int) -> dict[int, int]:
+        """Voxels of locked labels under a 2D mask of a displayed slice, per label value: what
+        an edit there keeps (so the user can be told)."""
+        locked = self.labels.locked_values() if self.labelmap is not None else []
+        if not len(locked):
+            return {}
+        plane = plane_view(self._scan(), orientation, index)(self.labelmap.array)
+        under = plane[np.asarray(mask2d, dtype=bool)]
+        return {int(v): int(np.count_nonzero(under == v)) for v in locked if np.any(under == v)}
+
     def undo(self) -> bool:
         return self._move(undo=True)
 
