@@ -98,7 +98,7 @@ def build(win) -> None:
         win.addAction(act)
         win.actions_by_name[f"preset_{n}"] = act
         w.addAction(act)
-    w.addAction(A("auto_window", "Automatic (0.5–99.5 percentile)", win.session.auto_window, "window"))
+    w.addAction(A("auto_window", "Automatic (0.5–99.5 percentile)", win.auto_window, "window"))
 
     h = win.menus["help"] = mb.addMenu("&Help")
     h.addAction(A("shortcuts", "Keyboard shortcuts", win.show_shortcuts, "shortcuts"))

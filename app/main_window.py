@@ -214,6 +214,7 @@ class MainWindow(FileCommands, QMainWindow):
         self.viewer.cursor_info.connect(lambda info: s.set_cursor(info, {l.value: l.name for l in self.session.labels}))
         d.focus_changed.connect(lambda *_: self._current_slice_changed())
         d.window_changed.connect(lambda *_: self._current_slice_changed())
+        d.window_changed.connect(self._sync_preset)
         d.volume_changed.connect(self._on_volume)
         d.history_changed.connect(self._update_actions)
         d.proposal_changed.connect(self._update_actions)
@@ -346,10 +347,28 @@ class MainWindow(FileCommands, QMainWindow):
     def apply_preset_index(self, i: int) -> None:
         data = self.preset_combo.itemData(i)
         if data == "auto":
-            self.session.auto_window()
+            self.auto_window()
         elif data:
             self.session.set_window(*data)
-        self.preset_combo.setCurrentIndex(0)
+        self._sync_preset()
+
+    def auto_window(self) -> None:
+        self._auto_window = self.session.auto_window()
+        self._sync_preset()
+
+    def _sync_preset(self, *_) -> None:
+        """The preset box shows the window in use: its preset, "Automatic", or the values."""
+        combo, window = self.preset_combo, tuple(float(v) for v in self.session.window)
+        index = 0
+        for n in range(1, combo.count()):
+            data = combo.itemData(n)
+            if (data == "auto" and getattr(self, "_auto_window", None) == window) or \
+                    (isinstance(data, tuple) and tuple(float(v) for v in data) == window):
+                index = n
+                break
+        c, w = window
+        combo.setItemText(0, "Window…" if self.session.volume is None else f"L {c:.0f} / W {w:.0f}")
+        combo.setCurrentIndex(index)
 
     def undo(self) -> None:
         if not self.session.undo():

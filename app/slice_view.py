@@ -219,6 +219,7 @@ class SliceView(QWidget):
             self._refresh_proposal(geom)
         cv.letters = geom.edge_letters
         cv.corner_text = self._corner_text(geom)
+        cv.show_hint = not any(self.session.counts.values()) and self.session.proposal is None
         cv.update()
 
     def _refresh_proposal(self, geom) -> None:

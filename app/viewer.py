@@ -126,7 +126,7 @@ class ViewerArea(QWidget):
 
     def go_to(self, source: SliceView, row: float, col: float) -> None:
         """Show the clicked voxel in the other views (navigate tool click)."""
-        i, j, k = source.geometry().to_voxel(row, col)
+        i, j, k = source.geometry().to_voxel(int(row), int(col))  # the pixel clicked covers [col, col+1)
         for v in self.views:
             if v is not source and v.isVisible():
                 v.set_index(v.geometry().slice_index_of(i, j, k))

@@ -85,7 +85,7 @@ class ChatPanel(ChatPanelUI):
 
     def _on_state(self, state: ChatState, message: str) -> None:
         texts = {
-            ChatState.UNCONFIGURED: "<b>MedPLIB is not set up.</b> Segmentation keeps using LiteMedSAM.",
+            ChatState.UNCONFIGURED: "MedPLIB is not set up.",
             ChatState.IDLE: f"MedPLIB: {html.escape(_name(self.ctl.config().checkpoint))} — loads on the first question",
             ChatState.LOADING: "Loading MedPLIB…",
             ChatState.READY: f"MedPLIB ready · {html.escape(message)}",
@@ -317,7 +317,9 @@ class ChatPanel(ChatPanelUI):
 
     def _render(self) -> None:
         conv = self.chat.conversation(self.key) if self.key else None
-        if self.ctl.state in (ChatState.UNCONFIGURED, ChatState.ERROR):
+        if self.ctl.state is ChatState.UNCONFIGURED:  # one line; the setup dialog explains the rest
+            empty = "Chat needs the MedPLIB weights: “Set up MedPLIB…” says where they go."
+        elif self.ctl.state is ChatState.ERROR:
             empty = self.ctl.message
         elif self.session.volume is None or self.key is None:
             empty = "Open a scan to chat about it."

@@ -85,6 +85,7 @@ class ChatPanelUI(QWidget):
         self.state_label.setWordWrap(True)
         self.load_button = QPushButton("Load model")
         self.setup_button = QPushButton("Set up MedPLIB…")
+        self.setup_button.setToolTip("Where the MedPLIB weights go, and the device (segmentation keeps using LiteMedSAM)")
         self.progress = QProgressBar()
         self.progress.setMaximumHeight(14)
         self.progress.setTextVisible(False)
