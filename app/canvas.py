@@ -13,6 +13,8 @@ from PySide6.QtCore import QPoint, QPointF, QRect, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPainterPath, QPen, QPolygonF
 from PySide6.QtWidgets import QStyle, QWidget
 
+from medplib_core.annotation import PROPOSAL_COLOR
+
 from . import render
 from .tools import PAINT_TOOLS, Tool, ToolState, stamp_segment
 
@@ -187,10 +189,16 @@ class SliceCanvas(QWidget):
         return pen
 
     def _paint_outline(self, p: QPainter) -> None:
+        """The proposal's outline: white dashes over black ("marching ants"), a style no
+        label has (labels are solid fills), visible on dark and bright tissue alike."""
         if self.proposal_outline is None or self.proposal_outline.isEmpty():
             return
-        p.setPen(self._cosmetic(QColor(255, 255, 0), 1.5))
         p.setBrush(Qt.BrushStyle.NoBrush)
+        p.setPen(self._cosmetic(QColor(0, 0, 0), 2.5))
+        p.drawPath(self.proposal_outline)
+        dash = self._cosmetic(QColor(*PROPOSAL_COLOR), 2.0)
+        dash.setDashPattern([4.0, 3.0])
+        p.setPen(dash)
         p.drawPath(self.proposal_outline)
 
     def _paint_prompt(self, p: QPainter, prompt: dict | None, dashed: bool) -> None:

@@ -13,6 +13,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
 
+from medplib_core.annotation import PROPOSAL_COLOR
 from medplib_core.slicing import ORIENTATIONS, available_orientations, n_slices, slice_geometry
 
 from . import render
@@ -233,8 +234,9 @@ class SliceView(QWidget):
         if p is None:
             return
         mask = p.mask_on(self.session.volume, geom.orientation, geom.index)
-        if mask is not None:
-            cv.proposal_image = render.mask_qimage(mask, (255, 230, 0), alpha=110)
+        if mask is not None:  # hatched, with a dashed outline: no label looks like this
+            period = max(4, int(round(max(mask.shape) / 80)))
+            cv.proposal_image = render.hatch_qimage(mask, PROPOSAL_COLOR, period=period, width=max(1, period // 3))
             cv.proposal_outline = render.mask_outline(mask)
         if not p.is_3d and p.record.orientation == geom.orientation and p.record.index == geom.index:
             cv.proposal_prompt = p.record.prompt
