@@ -138,6 +138,8 @@ class ChooserDialog(QFileDialog):
 
 def _open(dlg: ChooserDialog, then: Callable[[str], None]) -> ChooserDialog:
     def finished(code: int) -> None:
+        if dlg.parentWidget() is not None:
+            dlg.parentWidget().window().activateWindow()  # the keyboard goes back to the window
         if code == QDialog.DialogCode.Accepted and dlg.chosen:
             then(dlg.chosen)
 

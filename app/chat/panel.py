@@ -206,7 +206,8 @@ class ChatPanel(ChatPanelUI):
     def _refresh_regions(self) -> None:
         self.candidates = self.tracker.candidates(*self.key) if self.key else []
         self.region_combo.clear()
-        geom = slice_geometry(self.session.volume, *self.key) if self.key else None
+        vol, key = self.session.volume, self.key
+        geom = slice_geometry(vol, *key) if key and vol is not None and 0 <= key[1] < n_slices(vol, key[0]) else None
         for n, ref in enumerate(self.candidates):
             text = ref.describe(geom)  # voxel indices, as the status bar's readout
             self.region_combo.addItem(text)
