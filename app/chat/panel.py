@@ -89,7 +89,8 @@ class ChatPanel(ChatPanelUI):
             ChatState.IDLE: f"MedPLIB: {html.escape(_name(self.ctl.config().checkpoint))} — loads on the first question",
             ChatState.LOADING: "Loading MedPLIB…",
             ChatState.READY: f"MedPLIB ready · {html.escape(message)}",
-            ChatState.BUSY: "Answering… (Stop or Esc cancels)",
+            ChatState.BUSY: ("Waiting: the model is busy with another task (Stop cancels)"
+                             if message.startswith("waiting") else "Answering… (Stop or Esc cancels)"),
             ChatState.ERROR: f'<span style="color:#b00020">⚠ {html.escape(message)}</span>',
         }
         self.state_label.setText(texts.get(state, html.escape(message)))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
@@ -232,6 +233,23 @@ class SessionChat:
         s.propose(rec)
 
 
+@contextmanager
+def model_turn(lock, cancel: Callable[[], bool] | None = None, on_wait: Callable[[], None] | None = None,
+               poll: float = 0.1):
+    """Hold a shared model's lock; while another call holds it, wait in short steps so that
+    ``cancel()`` is honoured (a question never sits silently behind another model call)."""
+    if not lock.acquire(blocking=False):
+        if on_wait is not None:
+            on_wait()
+        while not lock.acquire(timeout=poll):
+            if cancel is not None and cancel():
+                raise CancelledError("stopped while the model was busy with another task")
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 class ConversationCache:
     """Model chat sessions per conversation, a few at a time (LRU); use from one thread."""
 
@@ -241,15 +259,18 @@ class ConversationCache:
         self._sessions: OrderedDict = OrderedDict()
 
     def ask(self, engine, q: Question, cancel: Callable[[], bool] | None = None,
-            on_token: Callable[[str], None] | None = None):
+            on_token: Callable[[str], None] | None = None, on_wait: Callable[[], None] | None = None):
         """Answer ``q`` with ``engine`` (a chat-capable engine such as `MedplibEngine`); returns
-        ``(ChatTurn, turns replayed)``. Raises `CancelledError` when ``cancel()`` turns True."""
+        ``(ChatTurn, turns replayed)``. Raises `CancelledError` when ``cancel()`` turns True,
+        also while waiting for the engine's ``model_lock`` (another user of the shared model
+        holds it: ``on_wait()`` is called once, so a GUI can say so)."""
         skey = (q.scan, q.key)
         replayed = 0
-        q.started = time.perf_counter()  # the answer's time counts from here (not the model load)
-        with engine.model_lock:
+        signature = (q.signature, id(engine))  # a session of another model never answers
+        with model_turn(engine.model_lock, cancel, on_wait):
+            q.started = time.perf_counter()  # the answer's time counts from here (not the wait)
             entry = self._sessions.get(skey)
-            if entry is None or entry[0] != q.signature or len(entry[1].turns) != len(q.history):
+            if entry is None or entry[0] != signature or len(entry[1].turns) != len(q.history):
                 self._sessions.pop(skey, None)
                 chat = engine.encode(q.image).chat(self.settings)
                 for text, regions, answer in q.history:
@@ -258,7 +279,7 @@ class ConversationCache:
                     chat.ask(text, regions=regions,
                              generation=replace(chat.settings.generation, forced_answer=answer))
                 replayed = len(q.history)
-                entry = (q.signature, chat)
+                entry = (signature, chat)
                 self._sessions[skey] = entry
                 while len(self._sessions) > self.max_sessions:
                     self._sessions.popitem(last=False)
