@@ -42,6 +42,12 @@ def box(cv, fx0, fy0, fx1, fy1):
     drag(cv, image_point(cv, w * fx0, h * fy0), image_point(cv, w * fx1, h * fy1))
     assert wait_until(lambda: window.session.proposal is not None and window.engine.pending is None, 300), "no proposal"
 
+def open_sample():
+    from app.sample import sample_path
+    window.open_path(sample_path())
+    assert wait_until(lambda: window.session.volume is not None and not window.files.loading, 120), "no sample"
+    return window.viewer.active.canvas
+
 window.move(0, 0)
 assert wait_until(lambda: window.engine.ready or window.engine.state == "error", 300), "engine"
 '''
@@ -50,18 +56,13 @@ SCENARIOS = {
     "start": r'''
 window.resize(1280, 800)
 shot("11-start-empty")
-from app.sample import sample_path
-window.open_path(sample_path())
-assert wait_until(lambda: window.session.volume is not None and not window.files.loading, 120), "no sample"
+open_sample()
 QTest.mouseMove(window.viewer.active.canvas, QPoint(5, 5))
 shot("11-start-sample")
 ''',
     "grid": r'''
 window.resize(1024, 700)
-from app.sample import sample_path
-window.open_path(sample_path())
-assert wait_until(lambda: window.session.volume is not None and not window.files.loading, 120), "no sample"
-cv = window.viewer.active.canvas
+cv = open_sample()
 box(cv, 0.30, 0.30, 0.70, 0.62)
 QTest.keyClick(cv, Qt.Key.Key_4, Qt.KeyboardModifier.AltModifier)
 QTest.mouseMove(window.viewer.views[2].canvas, QPoint(5, 5))
@@ -69,10 +70,7 @@ shot("11-grid-1024x700")
 ''',
     "proposal": r'''
 window.resize(1280, 800)
-from app.sample import sample_path
-window.open_path(sample_path())
-assert wait_until(lambda: window.session.volume is not None and not window.files.loading, 120), "no sample"
-cv = window.viewer.active.canvas
+cv = open_sample()
 for _ in range(3):
     QTest.keyClick(cv, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)
 box(cv, 0.22, 0.30, 0.48, 0.62)
@@ -84,12 +82,12 @@ shot("08-proposal-vs-label3")
 ''',
     "chat": r'''
 window.resize(1400, 880)
-from app.sample import sample_path
 from medplib_core.medplib.chat import ChatSettings
 panel = window.extension("chat")
 panel.ctl.cache.settings = ChatSettings(threshold=0.55)  # the tiny model's random head: see chat_screenshot.py
-window.open_path(sample_path())
-assert wait_until(lambda: window.session.volume is not None and not window.files.loading and panel.key, 120), "no sample"
+window.settings.set("medplib/notice_accepted", True)  # the notice is chat_screenshot.py's picture
+open_sample()
+assert wait_until(lambda: panel.key is not None, 30), "no conversation"
 window.resizeDocks([window.labels_dock, window.docks["chat_dock"]], [180, 660], Qt.Orientation.Vertical)
 cv = window.viewer.active.canvas
 QTest.keyClick(cv, Qt.Key.Key_4, Qt.KeyboardModifier.AltModifier)   # 2×2
@@ -102,21 +100,14 @@ box(cv, 0.30, 0.30, 0.62, 0.58)
 QTest.mouseClick(panel.input, Qt.MouseButton.LeftButton)
 QTest.keyClicks(panel.input, "What is in <region>?")
 QTest.keyClick(panel.input, Qt.Key.Key_Return)
-assert wait_until(lambda: panel.notice_box is not None or panel.busy, 10), "no notice"
-if panel.notice_box is not None:
-    [ok] = [b for b in panel.notice_box.buttons() if b.text() == "I understand"]
-    ok.click()
-assert wait_until(lambda: panel.busy, 10) and wait_until(lambda: not panel.busy, 300), "no answer"
+assert wait_until(lambda: not panel.busy, 300) and panel.chat.conversation(panel.key), "no answer"
 QTest.mouseMove(cv, image_point(cv, cv.shape[1] * 0.31, cv.shape[0] * 0.31))
 print("ABOUT", panel.about_label.text(), "KEY", panel.key, flush=True)
 shot("02-chat-follows-axial")
 ''',
     "propagate": r'''
 window.resize(1280, 800)
-from app.sample import sample_path
-window.open_path(sample_path())
-assert wait_until(lambda: window.session.volume is not None and not window.files.loading, 120), "no sample"
-cv = window.viewer.active.canvas
+cv = open_sample()
 box(cv, 0.30, 0.28, 0.70, 0.66)
 seed = window.viewer.active.index
 QTest.keyClick(cv, Qt.Key.Key_P, Qt.KeyboardModifier.ControlModifier)

@@ -15,7 +15,7 @@ from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtWidgets import QDialogButtonBox  # noqa: E402
 
 from medplib_core.medplib.selection import ENV  # noqa: E402
-from studio_support import stacked_ct  # noqa: E402
+from studio_support import medplib_settings, stacked_ct  # noqa: E402
 
 pytestmark = [pytest.mark.gui, pytest.mark.timeout(300)]
 
@@ -33,9 +33,7 @@ def chat(qtbot, make_window, two_checkpoints, tmp_path, monkeypatch):
     for name in ENV.values():
         monkeypatch.delenv(name, raising=False)
     a, _ = two_checkpoints
-    settings = {f"medplib/{k}": str(v) for k, v in (("checkpoint", a.checkpoint), ("clip", a.clip),
-                                                     ("sam", a.sam), ("device", "cpu"))}
-    settings["medplib/notice_accepted"] = True
+    settings = medplib_settings(a)
     w = make_window(size=(1300, 860), settings=settings, scan=stacked_ct(tmp_path / "ct.nii.gz"))
     panel = w.extension("chat")
     qtbot.waitUntil(lambda: panel.key is not None)

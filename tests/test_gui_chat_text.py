@@ -15,7 +15,7 @@ from PySide6.QtCore import Qt  # noqa: E402
 from app.automation import image_point  # noqa: E402
 from app.chat import ChatController, install_chat_panel  # noqa: E402
 from medplib_core.medplib.selection import ENV  # noqa: E402
-from studio_support import stacked_ct  # noqa: E402
+from studio_support import medplib_settings, stacked_ct  # noqa: E402
 from test_gui_chat import demo_paths  # noqa: E402,F401  (the session fixture)
 
 pytestmark = [pytest.mark.gui, pytest.mark.timeout(240)]
@@ -26,9 +26,7 @@ ANSWER = "Le foie — é ünd 肝臓 <SEG>."
 def window(qtbot, make_window, demo_paths, tmp_path, monkeypatch):  # noqa: F811
     for name in ENV.values():
         monkeypatch.delenv(name, raising=False)
-    settings = {f"medplib/{key}": str(val) for key, val in (
-        ("checkpoint", demo_paths.checkpoint), ("clip", demo_paths.clip), ("sam", demo_paths.sam), ("device", "cpu"))}
-    settings["medplib/notice_accepted"] = True
+    settings = medplib_settings(demo_paths)
     return make_window(size=(1300, 860), settings=settings, scan=stacked_ct(tmp_path / "ct.nii.gz", n=24),
                        extensions=())
 

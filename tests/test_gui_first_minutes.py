@@ -11,13 +11,18 @@ import pytest
 pytest.importorskip("pytestqt")
 from PySide6.QtCore import QPoint, Qt  # noqa: E402
 
-from app.automation import image_point  # noqa: E402
 from app.resources import window_presets  # noqa: E402
 from app.sample import sample_path  # noqa: E402
-from studio_support import drop_path  # noqa: E402
+from studio_support import draw_box, drop_path  # noqa: E402
 
 pytestmark = [pytest.mark.gui, pytest.mark.timeout(180)]
 CTRL, ALT = Qt.KeyboardModifier.ControlModifier, Qt.KeyboardModifier.AltModifier
+
+
+def propose(qtbot, w, cv) -> None:
+    h, wd = cv.shape
+    draw_box(qtbot, cv, wd * 0.35, h * 0.35, wd * 0.6, h * 0.6)
+    qtbot.waitUntil(lambda: w.session.proposal is not None and w.engine.pending is None, timeout=20000)
 
 
 def hint(canvas) -> str:
@@ -42,13 +47,7 @@ def test_empty_canvas_sample_and_preset_box(qtbot, make_window):
     assert hint(cv).startswith("B: draw a box")  # the tool's first step
     qtbot.keyClick(cv, Qt.Key.Key_D)
     assert hint(cv).startswith("D: paint")
-    qtbot.keyClick(cv, Qt.Key.Key_B)
-    h, wd = cv.shape
-    a, b = image_point(cv, wd * 0.35, h * 0.35), image_point(cv, wd * 0.6, h * 0.6)
-    qtbot.mousePress(cv, Qt.MouseButton.LeftButton, pos=a)
-    qtbot.mouseMove(cv, b)
-    qtbot.mouseRelease(cv, Qt.MouseButton.LeftButton, pos=b)
-    qtbot.waitUntil(lambda: w.session.proposal is not None and w.engine.pending is None, timeout=20000)
+    propose(qtbot, w, cv)
     assert hint(cv) == ""  # something is drawn: no more hint
 
     # the preset box shows the window in use
@@ -67,13 +66,7 @@ def test_empty_canvas_sample_and_preset_box(qtbot, make_window):
 def test_grid_at_1024x700_has_equal_cells_and_clear_texts(qtbot, make_window):
     w = make_window(size=(1024, 700), scan=sample_path())
     cv = w.viewer.active.canvas
-    qtbot.keyClick(cv, Qt.Key.Key_B)
-    h, wd = cv.shape
-    a, b = image_point(cv, wd * 0.35, h * 0.35), image_point(cv, wd * 0.6, h * 0.6)
-    qtbot.mousePress(cv, Qt.MouseButton.LeftButton, pos=a)
-    qtbot.mouseMove(cv, b)
-    qtbot.mouseRelease(cv, Qt.MouseButton.LeftButton, pos=b)
-    qtbot.waitUntil(lambda: w.session.proposal is not None and w.engine.pending is None, timeout=20000)
+    propose(qtbot, w, cv)
     qtbot.keyClick(cv, Qt.Key.Key_4, ALT)
     qtbot.wait(50)
     views = w.viewer.views

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QToolBar  # noqa: E402
 
 from app.automation import image_point  # noqa: E402
 from medplib_core.medplib.selection import ENV  # noqa: E402
-from studio_support import stacked_ct  # noqa: E402
+from studio_support import medplib_settings, stacked_ct  # noqa: E402
 from test_gui_chat import demo_paths  # noqa: E402,F401  (the session fixture)
 
 pytestmark = [pytest.mark.gui, pytest.mark.timeout(240)]
@@ -29,9 +29,7 @@ ALT = Qt.KeyboardModifier.AltModifier
 def chat_window(qtbot, make_window, demo_paths, tmp_path, monkeypatch):  # noqa: F811
     for name in ENV.values():
         monkeypatch.delenv(name, raising=False)
-    settings = {f"medplib/{key}": str(val) for key, val in (
-        ("checkpoint", demo_paths.checkpoint), ("clip", demo_paths.clip), ("sam", demo_paths.sam), ("device", "cpu"))}
-    settings["medplib/notice_accepted"] = True
+    settings = medplib_settings(demo_paths)
     w = make_window(size=(1300, 860), settings=settings, scan=stacked_ct(tmp_path / "ct.nii.gz", n=24))
     panel = w.extension("chat")
     qtbot.waitUntil(lambda: panel.key is not None)

@@ -7,8 +7,6 @@ through the real dialogs and keys."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 from pathlib import Path
 
 import numpy as np
@@ -149,7 +147,7 @@ wait(600000)
 
 @pytest.mark.slow
 def test_restored_crash_session_saves_into_its_project(qtbot, make_window, tmp_path):
-    from test_gui_recovery import _start, _wait_file
+    from test_gui_recovery import _start, _wait_file, run_until_killed
 
     scan = stacked_ct(tmp_path / "ct.nii.gz")
     w = make_window(scan=scan, size=(1100, 760), wait_engine=False)
@@ -158,13 +156,7 @@ def test_restored_crash_session_saves_into_its_project(qtbot, make_window, tmp_p
     saved(qtbot, w, lambda: w.files.save_project(str(folder)))
     w.close()
 
-    first = _start(tmp_path, EDIT, tmp_path / "edited.json", str(folder))
-    try:
-        edited = _wait_file(tmp_path / "edited.json", first, 90)
-    finally:
-        if first.poll() is None:
-            os.kill(first.pid, signal.SIGKILL)
-        first.wait(10)
+    edited, _ = run_until_killed(tmp_path, EDIT, tmp_path / "edited.json", str(folder))
     second = _start(tmp_path, RESTORE, tmp_path / "restored.json")
     restored = _wait_file(tmp_path / "restored.json", second, 90)
     out, _ = second.communicate(timeout=30)

@@ -14,6 +14,7 @@ from PySide6.QtGui import QColor  # noqa: E402
 
 from app.automation import image_point  # noqa: E402
 from medplib_core.annotation.labels import PALETTE, PROPOSAL_COLOR, PROPOSAL_MIN_DISTANCE  # noqa: E402
+from studio_support import draw_box  # noqa: E402
 
 pytestmark = [pytest.mark.gui, pytest.mark.timeout(120)]
 
@@ -29,11 +30,7 @@ def flat_volume(path):
 
 
 def box(qtbot, w, x0, y0, x1, y1):
-    cv = w.viewer.active.canvas
-    qtbot.keyClick(cv, Qt.Key.Key_B)
-    qtbot.mousePress(cv, Qt.MouseButton.LeftButton, pos=image_point(cv, x0, y0))
-    qtbot.mouseMove(cv, image_point(cv, x1, y1))
-    qtbot.mouseRelease(cv, Qt.MouseButton.LeftButton, pos=image_point(cv, x1, y1))
+    draw_box(qtbot, w.viewer.active.canvas, x0, y0, x1, y1)
     qtbot.waitUntil(lambda: w.session.proposal is not None and w.engine.pending is None, timeout=10000)
 
 
