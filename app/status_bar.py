@@ -37,9 +37,9 @@ def format_cursor(info: dict | None, label_names: dict[int, str] | None = None) 
 
 
 def format_engine(st: dict) -> str:
+    """Engine, state, whether the slice is encoded, last latency, then the device (the longest
+    part last: the field elides from its end)."""
     parts = [st.get("engine", "engine")]
-    if st.get("device") and st["device"] != "—":
-        parts.append(st["device"])
     state = st.get("state")
     words = {EngineState.NOT_LOADED: "model not loaded", EngineState.LOADING: "loading…",
              EngineState.ERROR: "unavailable", EngineState.BUSY: "segmenting…"}
@@ -51,6 +51,8 @@ def format_engine(st: dict) -> str:
     lat = st.get("latency_ms")
     if lat is not None:
         parts.append(f"last {lat:.0f} ms")
+    if st.get("device") and st["device"] != "—":
+        parts.append(st["device"])
     return "  ·  ".join(parts)
 
 
