@@ -59,7 +59,7 @@ def build(win) -> None:
     e.addAction(A("redo", "Redo", win.redo, "redo", extra_keys=("Ctrl+Y",)))
     e.addSeparator()
     e.addAction(A("accept", "Accept proposal", win.segment.accept, "accept", extra_keys=("Enter",)))
-    e.addAction(A("discard", "Discard proposal", win.segment.discard, "discard"))
+    e.addAction(A("discard", "Discard proposal", win.discard, "discard"))
     e.addAction(A("propagate", "Propagate in 3D", win.propagate, "propagate"))
     e.addSeparator()
     e.addAction(A("new_label", "Add label", win.labels_panel.add_label, "add"))
@@ -98,7 +98,7 @@ def build(win) -> None:
         win.addAction(act)
         win.actions_by_name[f"preset_{n}"] = act
         w.addAction(act)
-    w.addAction(A("auto_window", "Automatic (0.5–99.5 percentile)", win.session.auto_window, "window"))
+    w.addAction(A("auto_window", "Automatic (0.5–99.5 percentile)", win.auto_window, "window"))
 
     h = win.menus["help"] = mb.addMenu("&Help")
     h.addAction(A("shortcuts", "Keyboard shortcuts", win.show_shortcuts, "shortcuts"))

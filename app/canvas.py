@@ -9,9 +9,11 @@ tool): pan; wheel: slices; Ctrl+wheel: zoom.
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QPainter, QPainterPath, QPen, QPolygonF
-from PySide6.QtWidgets import QWidget
+from PySide6.QtCore import QPoint, QPointF, QRect, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPainterPath, QPen, QPolygonF
+from PySide6.QtWidgets import QStyle, QWidget
+
+from medplib_core.annotation import PROPOSAL_COLOR
 
 from . import render
 from .tools import PAINT_TOOLS, Tool, ToolState, stamp_segment
@@ -19,6 +21,29 @@ from .tools import PAINT_TOOLS, Tool, ToolState, stamp_segment
 PROMPT_POS = QColor(60, 220, 90)
 PROMPT_NEG = QColor(240, 60, 60)
 PROMPT_BOX = QColor(255, 210, 40)
+HINT_FLAG = 0x10000  # marks the hint in `text_layout` (no Qt alignment uses this bit)
+TOOL_HINTS = {
+    Tool.BOX: "B: draw a box around an organ to segment it",
+    Tool.POINT_POS: "P: click on an organ to segment it",
+    Tool.LASSO: "L: draw around an organ to segment it",
+    Tool.BRUSH: "D: paint the active label (Ctrl+N adds one)",
+    Tool.NAVIGATE: "V: drag to pan · B: draw a box to segment",
+}
+
+
+def wrap_line(line: str, fm: QFontMetrics, width: int) -> list[str]:
+    """``line`` broken at its separators (two spaces, " · ") into lines no wider than
+    ``width`` where it can be."""
+    if fm.horizontalAdvance(line) <= width:
+        return [line]
+    parts = [x for x in line.replace(" · ", "  ").split("  ") if x]
+    out: list[str] = []
+    for part in parts:
+        if out and fm.horizontalAdvance(out[-1] + "  " + part) <= width:
+            out[-1] += "  " + part
+        else:
+            out.append(part)
+    return out
 
 
 class SliceCanvas(QWidget):
@@ -52,6 +77,7 @@ class SliceCanvas(QWidget):
         self.spacing = (1.0, 1.0)  # (row_mm, col_mm)
         self.letters = ("", "", "", "")
         self.corner_text = ["", "", "", ""]  # top-left, top-right, bottom-left, bottom-right
+        self.show_hint = False  # nothing drawn yet: say how the tool starts
         self.stroke_color = QColor(230, 25, 75)
         self.zoom = 1.0
         self.pan = QPointF(0, 0)
@@ -163,10 +189,16 @@ class SliceCanvas(QWidget):
         return pen
 
     def _paint_outline(self, p: QPainter) -> None:
+        """The proposal's outline: white dashes over black ("marching ants"), a style no
+        label has (labels are solid fills), visible on dark and bright tissue alike."""
         if self.proposal_outline is None or self.proposal_outline.isEmpty():
             return
-        p.setPen(self._cosmetic(QColor(255, 255, 0), 1.5))
         p.setBrush(Qt.BrushStyle.NoBrush)
+        p.setPen(self._cosmetic(QColor(0, 0, 0), 2.5))
+        p.drawPath(self.proposal_outline)
+        dash = self._cosmetic(QColor(*PROPOSAL_COLOR), 2.0)
+        dash.setDashPattern([4.0, 3.0])
+        p.setPen(dash)
         p.drawPath(self.proposal_outline)
 
     def _paint_prompt(self, p: QPainter, prompt: dict | None, dashed: bool) -> None:
@@ -216,35 +248,100 @@ class SliceCanvas(QWidget):
         p.setBrush(Qt.BrushStyle.NoBrush)
         p.drawEllipse(self._hover, r * self.spacing[1] * s, r * self.spacing[0] * s)
 
-    def _paint_text(self, p: QPainter) -> None:
+    def _fonts(self) -> tuple[QFont, QFont]:
         font = QFont(self.font())
         font.setPixelSize(13)
-        p.setFont(font)
-        m = 6
+        bold = QFont(font)
+        bold.setBold(True)
+        bold.setPixelSize(15)
+        return font, bold
+
+    def text_layout(self) -> list[tuple[QFont, str, QRect, int]]:
+        """Where each overlay text goes: (font, text, rectangle, alignment). The corner texts
+        keep clear of the orientation letters: a line too wide for its half of the edge wraps
+        at its separators, then is elided; a corner keeps only the lines the edge has room for."""
+        font, bold = self._fonts()
+        fm, fmb = QFontMetrics(font), QFontMetrics(bold)
+        m, gap = 6, 8
         r = self.rect().adjusted(m, m, -m, -m)
         top, bottom, left, right = self.letters
-        font_b = QFont(font)
-        font_b.setBold(True)
-        font_b.setPixelSize(15)
-        items = [
-            (font_b, top, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop),
-            (font_b, bottom, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignBottom),
-            (font_b, left, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter),
-            (font_b, right, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter),
-        ]
-        corners = (Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop,
-                   Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop,
-                   Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignBottom,
-                   Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignBottom)
-        items += [(font, t, a) for t, a in zip(self.corner_text, corners)]
-        for f, text, align in items:
+        A = Qt.AlignmentFlag
+        out: list[tuple[QFont, str, QRect, int]] = []
+        letter_rects = {}
+        for text, align in ((top, A.AlignHCenter | A.AlignTop), (bottom, A.AlignHCenter | A.AlignBottom),
+                            (left, A.AlignLeft | A.AlignVCenter), (right, A.AlignRight | A.AlignVCenter)):
+            if text:
+                size = fmb.size(0, text)
+                rect = QStyle.alignedRect(Qt.LayoutDirection.LeftToRight, align, size, r)
+                letter_rects[align] = rect
+                out.append((bold, text, rect, int(align)))
+        line_h = fm.height()
+        side_h = max((fmb.height() for t in (left, right) if t), default=0)
+        rows = max(1, int((r.height() / 2 - side_h / 2 - gap) // line_h))  # lines above/below the side letters
+        for n, (text, align) in enumerate(zip(self.corner_text, (
+                A.AlignLeft | A.AlignTop, A.AlignRight | A.AlignTop,
+                A.AlignLeft | A.AlignBottom, A.AlignRight | A.AlignBottom))):
             if not text:
                 continue
+            edge = top if n < 2 else bottom
+            room = int((r.width() - (fmb.horizontalAdvance(edge) if edge else 0)) / 2 - gap)
+            lines = []
+            for line in text.split("\n"):
+                lines += wrap_line(line, fm, room)
+            lines = lines[:rows] if n < 2 else lines[-rows:]
+            lines = [fm.elidedText(x, Qt.TextElideMode.ElideRight, max(room, 10)) for x in lines]
+            block = "\n".join(lines)
+            size = QSize(max(fm.horizontalAdvance(x) for x in lines) + 1, line_h * len(lines))
+            rect = QStyle.alignedRect(Qt.LayoutDirection.LeftToRight, align, size, r)
+            out.append((font, block, rect, int(align)))
+        hint = self.hint_text()
+        if hint:
+            width = max(r.width() - 2 * gap, 40)
+            text = fm.elidedText(hint, Qt.TextElideMode.ElideRight, width)
+            size = QSize(fm.horizontalAdvance(text) + 16, line_h + 8)
+            centre = QPoint(r.center().x(), r.top() + int(r.height() * 0.78))
+            out.append((font, text, QRect(centre - QPoint(size.width() // 2, size.height() // 2), size),
+                        int(A.AlignCenter) | HINT_FLAG))
+        return out
+
+    def hint_text(self) -> str:
+        """What to do on an empty canvas: open a scan, or how the current tool starts."""
+        if self.scan_image is None:
+            return "Open a scan: Ctrl+O, or drop a file or folder here"
+        if not self.show_hint:
+            return ""
+        return TOOL_HINTS.get(self.tools.tool, "")
+
+    def _paint_text(self, p: QPainter) -> None:
+        for f, text, rect, align in self.text_layout():
             p.setFont(f)
+            if align & HINT_FLAG:
+                p.setPen(Qt.PenStyle.NoPen)
+                p.setBrush(QColor(0, 0, 0, 150))
+                p.drawRoundedRect(QRectF(rect), 6, 6)
+                p.setPen(QColor(255, 255, 255))
+                p.drawText(rect, int(Qt.AlignmentFlag.AlignCenter), text)
+                continue
             p.setPen(QColor(0, 0, 0, 200))
-            p.drawText(r.translated(1, 1), int(align), text)
-            p.setPen(QColor(255, 220, 120) if f is font_b else QColor(235, 235, 235))
-            p.drawText(r, int(align), text)
+            p.drawText(rect.translated(1, 1), align, text)
+            p.setPen(QColor(255, 220, 120) if f.bold() else QColor(235, 235, 235))
+            p.drawText(rect, align, text)
+
+    @property
+    def hovered(self) -> bool:
+        """The pointer is on this canvas."""
+        return self._hover is not None
+
+    def pointer_left(self) -> None:
+        """The pointer is elsewhere (a leave event, or a press on another widget)."""
+        if self._hover is not None:
+            self._hover = None
+            self.cursor_moved.emit(None)
+            self.update()
+
+    def focusInEvent(self, ev) -> None:  # noqa: N802 (keyboard focus: the user works in this view)
+        super().focusInEvent(ev)
+        self.focused.emit()
 
     # ----- mouse -----------------------------------------------------------------------------
     def _inside(self, x: float, y: float) -> bool:
@@ -356,9 +453,7 @@ class SliceCanvas(QWidget):
         ev.accept()
 
     def leaveEvent(self, ev) -> None:  # noqa: N802
-        self._hover = None
-        self.cursor_moved.emit(None)
-        self.update()
+        self.pointer_left()
 
     def keyPressEvent(self, ev) -> None:  # noqa: N802
         step = {Qt.Key.Key_Up: -1, Qt.Key.Key_Down: 1, Qt.Key.Key_Left: -1, Qt.Key.Key_Right: 1,

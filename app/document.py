@@ -27,6 +27,8 @@ class Document(QObject):
     chat_changed = Signal()
     view_state_loaded = Signal(dict)  # a project brought back its layout, slices and zoom
     changed = Signal()  # anything worth autosaving
+    save_state_changed = Signal()  # a save target was saved, located or forgotten
+    focus_changed = Signal(str, int)  # the slice the user works on (orientation, index)
 
     def __init__(self, session: AnnotationSession | None = None, parent: QObject | None = None):
         super().__init__(parent)
@@ -38,5 +40,6 @@ class Document(QObject):
                               (ev.active_label, self.active_label_changed),
                               (ev.history, self.history_changed),
                               (ev.chat, self.chat_changed), (ev.view_state, self.view_state_loaded),
-                              (ev.changed, self.changed)):
+                              (ev.changed, self.changed), (ev.save_state, self.save_state_changed),
+                              (ev.focus, self.focus_changed)):
             event.connect(signal.emit)

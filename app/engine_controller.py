@@ -60,6 +60,7 @@ class EngineController(QObject):
         self._request = 0
         self.pending: dict[str, Any] | None = None  # {"orientation", "index", "prompt": dict}
         self._prefetch: Callable[[], list[np.ndarray]] | None = None
+        self._prefetch_paused = False  # a long engine task (propagation) runs
         self._poll = QTimer(self)
         self._poll.setInterval(400)
         self._poll.timeout.connect(self._update_encoded)
@@ -133,13 +134,21 @@ class EngineController(QObject):
 
     def _start_prefetch(self) -> None:
         eng = self.engine
-        if eng is None or self._prefetch is None or not eng.supports(Capability.PREENCODE):
+        if eng is None or self._prefetch is None or self._prefetch_paused or not eng.supports(Capability.PREENCODE):
             return
         try:  # the slice on screen first (the next prompt is most likely there), then its neighbours
             current = [] if self._current_pixels is None else [self._current_pixels]
             eng.preencode(current + list(self._prefetch()))
         except Exception as exc:  # pre-encoding is an optimisation: never an error dialog
             self.message = f"pre-encoding stopped: {exc}"
+
+    def pause_prefetch(self, paused: bool) -> None:
+        """Hold pre-encoding while a long task has the engine (it resumes on the next slice)."""
+        self._prefetch_paused = bool(paused)
+        if paused:
+            self.cancel_prefetch()
+        else:
+            self._prefetch_timer.start()
 
     def cancel_prefetch(self) -> None:
         if self.engine is not None:

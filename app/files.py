@@ -15,7 +15,7 @@ from medplib_core.annotation import PromptStatus
 from medplib_core.errors import LoadError
 from medplib_core.pacs import is_url
 from medplib_core.export import export_labels, import_labels
-from medplib_core.project import is_project, load_project, save_project
+from medplib_core.project import is_project, load_project, project_folder, save_project
 from medplib_core.session import SaveTarget
 
 from .dialogs import SeriesDialog, error_from_exception, progress_dialog, show_error
@@ -44,7 +44,6 @@ class FileController(QObject):
         self.session = doc.session  # state and operations
         self.win = parent_widget
         self.runner = TaskRunner(2, self, "files")
-        self.project_path: str | None = None
         self._progress = None
         self.loading = False
 
@@ -102,6 +101,21 @@ class FileController(QObject):
             return
         self._load(path, series, then)
 
+    def series_of(self, path: str, on_done: Callable) -> None:
+        """``on_done(SeriesInfo | None)``: the series of the folder that DICOM file ``path``
+        belongs to (listed on a worker; None when the folder cannot be read)."""
+        from medplib_core.io import list_series
+
+        target = os.path.realpath(path)
+
+        def work():
+            for info in list_series(os.path.dirname(target)):
+                if any(os.path.realpath(f) == target for f in info.files):
+                    return info
+            return None
+
+        self.runner.submit(work, name="series of a file", on_done=on_done, on_error=lambda exc: on_done(None))
+
     def _chose_series(self, path: str, infos, then) -> None:
         if len(infos) <= 1:
             self._load(path, infos[0].uid if infos else None, then)
@@ -119,8 +133,7 @@ class FileController(QObject):
 
     def _load(self, path: str, series, then) -> None:
         def done(vol):
-            self.session.open(vol, path, series)
-            self.project_path = None
+            self.session.open(vol, path, series)  # belongs to no project
             self.session.save_state.saved(SaveTarget.PROJECT)  # nothing to save yet
             for note in (vol.source.notes if vol.source else [])[:2]:
                 self.message.emit(note)
@@ -132,9 +145,17 @@ class FileController(QObject):
                     on_done=done, title="Cannot open the scan")
 
     # ----- projects --------------------------------------------------------------------------
+    @property
+    def project_path(self) -> str | None:
+        """The project folder the open work is saved to (the session's), or None."""
+        return self.session.save_state.location(SaveTarget.PROJECT)
+
     def open_project(self, source, on_loaded: Callable | None = None) -> None:
-        """Open a project folder (path) or an already read `Project` (a recovered autosave)."""
+        """Open a project folder (or its project.json: the folder is the project) or an already
+        read `Project` (a recovered autosave, which keeps the project it belonged to)."""
         is_path = isinstance(source, (str, os.PathLike))
+        if is_path:
+            source = str(project_folder(source))
 
         def work(progress, cancel):
             project = load_project(source) if is_path else source
@@ -148,14 +169,11 @@ class FileController(QObject):
         def done(result):
             project, vol = result
             try:
-                self.session.load_project(vol, project)
+                self.session.load_project(vol, project, folder=source if is_path else None)
             except ValueError as exc:
                 show_error(self.win, "Cannot open the project", str(exc),
                            "The scan on disk changed since the project was saved.")
                 return
-            self.project_path = str(source) if is_path else None
-            if is_path:
-                self.session.save_state.saved(SaveTarget.PROJECT)
             self.opened.emit(str(source) if is_path else project.scan.get("path", ""))
             if on_loaded:
                 on_loaded()
@@ -163,15 +181,22 @@ class FileController(QObject):
         self._start("Opening the project…", work, on_done=done, title="Cannot open the project")
 
     def save_project(self, folder: str | None = None, on_saved: Callable | None = None) -> bool:
+        """Save into ``folder`` (default: the project the work belongs to) on a worker; False
+        when there is no folder to save to."""
         folder = folder or self.project_path
         if not folder or self.session.volume is None:
             return False
-        job = self.session.project_job(lambda project: save_project(folder, project))
+        folder = str(project_folder(folder))  # a project.json names its folder
+
+        def write(project):
+            project.meta["project_folder"] = folder
+            return save_project(folder, project)
+
+        job = self.session.project_job(write)
         mark = self.session.save_state.mark()
 
         def done(_):
-            self.project_path = str(folder)
-            self.session.save_state.saved(SaveTarget.PROJECT, mark)
+            self.session.save_state.saved(SaveTarget.PROJECT, mark, location=folder)
             self.saved.emit(str(folder))
             self.message.emit(f"Project saved: {folder}")
             if on_saved:

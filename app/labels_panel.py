@@ -9,6 +9,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QColorDialog, QComboBox, QHBox
                                QToolButton, QVBoxLayout, QWidget)
 
 from medplib_core.annotation import LockedLabelError, OverlapPolicy
+from medplib_core.annotation.labels import away_from_proposal
 
 from .dialogs import show_error
 from .document import Document
@@ -259,7 +260,8 @@ class LabelsPanel(QWidget):
             return
         dlg = QColorDialog(QColor(*lab.color), self)
         dlg.setWindowTitle(f"Colour of {lab.name}")
-        dlg.colorSelected.connect(lambda c: self.session.update_label(v, "recolour label", color=(c.red(), c.green(), c.blue())))
+        dlg.colorSelected.connect(lambda c: self.session.update_label(
+            v, "recolour label", color=away_from_proposal((c.red(), c.green(), c.blue()))))  # never proposal-white
         dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dlg.open()
         self.colour_dialog = dlg

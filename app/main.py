@@ -1,7 +1,7 @@
 """Entry point of the desktop application: ``main(argv) -> int``.
 
 ``medplib-studio gui [PATH] [--sample] [--project DIR]``: opens the window; with a path it loads
-that scan (or project), with ``--sample`` a real sample CT from pydicom's test data.
+that scan (or project), with ``--sample`` a real multi-slice sample volume (`app.sample`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ def add_arguments(p: argparse.ArgumentParser, with_path: bool = True) -> argpars
     """The GUI's command-line options (also usable by the ``medplib-studio gui`` subcommand)."""
     if with_path:
         p.add_argument("path", nargs="?", help="a scan (DICOM file or folder, NIfTI, 2D image, DICOMweb series URL) or a project folder")
-    p.add_argument("--sample", action="store_true", help="open a real sample CT (pydicom test data)")
+    p.add_argument("--sample", action="store_true", help="open a real multi-slice sample volume (mricron-data brain MRI, else pydicom-data MR)")
     p.add_argument("--series", help="SeriesInstanceUID to open from a folder with several series")
     p.add_argument("--no-engine", action="store_true", help="do not load the segmentation model")
     p.add_argument("--engine", choices=("litemedsam", "medplib"),
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         except LookupError as exc:
             from .dialogs import show_error
 
-            show_error(win, "No sample scan", str(exc), "Install pydicom-data, or open a scan with File ▸ Open.")
+            show_error(win, "No sample scan", str(exc), "Install mricron-data or pydicom-data, or open a scan with File ▸ Open.")
     if path:
         win.open_path(path, args.series)
     run_hook(win, app)

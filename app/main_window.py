@@ -14,16 +14,17 @@ from typing import Any, Callable, Iterable
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QMainWindow, QMenu, QMessageBox, QWidget
+from PySide6.QtWidgets import QDockWidget, QMainWindow, QMenu, QMessageBox, QWidget
 
 from medplib_core.pacs import is_url
-from medplib_core.project import PROJECT_FILE, PROJECT_SUFFIX, RecoveryStore
+from medplib_core.project import RecoveryStore
 
 from . import actions
 from .dialogs import ABOUT, show_error
 from .document import Document
 from .engine_controller import EngineController, default_engine_factory
 from .files import FileController
+from .key_routing import CanvasKeyRouter
 from .labels_panel import LabelsPanel
 from .propagate import PropagationController
 from .recovery import Autosaver, offer_restore
@@ -34,6 +35,7 @@ from .shortcuts import SHORTCUTS, ShortcutsDialog
 from .status_bar import StatusBar
 from .tools import ToolState
 from .viewer import ViewerArea
+from .window_files import FileCommands
 
 
 def default_extensions() -> tuple[Callable[["MainWindow"], Any], ...]:
@@ -45,10 +47,7 @@ def default_extensions() -> tuple[Callable[["MainWindow"], Any], ...]:
     return (install_chat_panel, install_review, install_pacs)
 
 
-SCAN_FILTER = "Scans (*.dcm *.DCM *.nii *.nii.gz *.png *.jpg *.jpeg *.tif *.tiff *.bmp);;All files (*)"
-
-
-class MainWindow(QMainWindow):
+class MainWindow(FileCommands, QMainWindow):
     """The application window."""
 
     def __init__(self, engine_factory=None, settings: Settings | None = None, autosave_ms: int | None = None,
@@ -63,6 +62,9 @@ class MainWindow(QMainWindow):
         self._about_sections: list[Callable[[], str]] = []
         self._close_hooks: list[Callable[[], None]] = []
         self._extensions: dict[str, Any] = {}
+        self._init_file_commands()
+        self._close_ok = False  # the user answered the unsaved-changes question
+        self._discarded = False  # ... with Discard
         self.settings = settings or Settings()
         self.doc = Document(parent=self)  # the session's signals
         self.session = self.doc.session  # what the user is doing to the open scan
@@ -79,6 +81,7 @@ class MainWindow(QMainWindow):
         self.segment = SegmentController(self.doc, self.engine, self)
         for v in self.viewer.views:
             self.segment.attach(v)
+        self.key_router = CanvasKeyRouter(self, [v.canvas for v in self.viewer.views])
         self.files = FileController(self.doc, self)
         self.propagation = PropagationController(self.doc, self.engine, self)
         self.labels_panel = LabelsPanel(self.doc)
@@ -131,9 +134,26 @@ class MainWindow(QMainWindow):
         if name not in self.menus:
             if name != "settings":
                 raise KeyError(f"no menu {name!r}")
-            self.menus[name] = m = QMenu("&Settings", self)
+            self.menus[name] = m = QMenu("Setti&ngs", self)  # Alt+S is the review's Save edits
+            self._check_mnemonic(m.title())
             self.menuBar().insertMenu(self.menus["help"].menuAction(), m)
         return self.menus[name]
+
+    def menu_mnemonics(self) -> dict[str, str]:
+        """The Alt+letter keys the menu bar's titles use: {"Alt+F": "&File", ...}."""
+        out = {}
+        for act in self.menuBar().actions():
+            text = act.text().replace("&&", "")
+            if "&" in text and text.index("&") + 1 < len(text):
+                out[f"Alt+{text[text.index('&') + 1].upper()}"] = act.text()
+        return out
+
+    def _check_mnemonic(self, title: str) -> None:
+        text = title.replace("&&", "")
+        key = f"Alt+{text[text.index('&') + 1].upper()}" if "&" in text else None
+        taken = {k: n for n, (k, _) in self.shortcuts.items()}
+        if key in taken or key in self.menu_mnemonics():
+            raise ValueError(f"menu {title}: {key} is taken by {taken.get(key) or self.menu_mnemonics()[key]}")
 
     def add_action(self, name: str, text: str, slot: Callable[[], Any], icon_name: str | None = None,
                    menu: str | QMenu | None = None, before: str | None = None,
@@ -165,8 +185,9 @@ class MainWindow(QMainWindow):
 
     def add_shortcuts(self, table: dict[str, tuple[str, str]]) -> None:
         """Keys of an extension's actions: ``{action name: (key, description)}``; a key the
-        window already uses for another action is refused."""
+        window already uses for another action or a menu title (Alt+letter) is refused."""
         used = {key: n for n, (key, _) in self.shortcuts.items()}
+        used.update({key: f"the {title} menu" for key, title in self.menu_mnemonics().items()})
         for name, (key, text) in table.items():
             if used.get(key, name) != name:
                 raise ValueError(f"{name}: key {key} is taken by {used[key]}")
@@ -191,19 +212,25 @@ class MainWindow(QMainWindow):
         d, s = self.doc, self.status
         self.panels_menu.addAction(self.labels_dock.toggleViewAction())
         self.viewer.cursor_info.connect(lambda info: s.set_cursor(info, {l.value: l.name for l in self.session.labels}))
-        self.viewer.active_changed.connect(lambda _: self._current_slice_changed())
-        for v in self.viewer.views:
-            v.index_changed.connect(lambda *_: self._current_slice_changed())
+        d.focus_changed.connect(lambda *_: self._current_slice_changed())
         d.window_changed.connect(lambda *_: self._current_slice_changed())
+        d.window_changed.connect(self._sync_preset)
         d.volume_changed.connect(self._on_volume)
         d.history_changed.connect(self._update_actions)
         d.proposal_changed.connect(self._update_actions)
         d.changed.connect(self._update_title)
+        d.save_state_changed.connect(self._update_title)
         self.engine.status_changed.connect(s.set_engine)
+        self.engine.status_changed.connect(lambda _: self._update_actions())  # Esc abandons a prompt
         self.engine.error.connect(lambda t, m: show_error(self, t, m))
         self.segment.error.connect(lambda t, m: show_error(self, t, m))
         self.segment.message.connect(lambda m: s.showMessage(m, 6000))
-        self.propagation.message.connect(lambda m: s.showMessage(m, 6000))
+        self.propagation.message.connect(lambda m: s.showMessage(m, 8000))
+        self.propagation.started.connect(lambda text: s.start_task(text, self.propagation.cancel))
+        self.propagation.progressed.connect(s.task_progress)
+        self.propagation.finished.connect(lambda _: (s.end_task(), self._update_actions()))
+        self.propagation.started.connect(lambda _: self._update_actions())
+        self.segment.busy_reason = self.propagation.busy_reason
         self.files.message.connect(lambda m: s.showMessage(m, 8000))
         self.files.opened.connect(self._on_opened)
         self.files.saved.connect(lambda _: self._update_title())
@@ -282,7 +309,9 @@ class MainWindow(QMainWindow):
         a["redo"].setText(f"Redo {h.redo_text()}" if h and h.can_redo else "Redo")
         has = self.session.proposal is not None
         a["accept"].setEnabled(has)
-        a["discard"].setEnabled(True)
+        a["discard"].setEnabled(has or self.engine.pending is not None or self.propagation.running)
+        a["propagate"].setEnabled(self.session.volume is not None and not self.session.volume.is_2d
+                                  and not self.propagation.running)
         for n in ("save_project", "save_project_as", "export_nifti", "import_labels"):
             a[n].setEnabled(self.session.volume is not None)
 
@@ -318,10 +347,28 @@ class MainWindow(QMainWindow):
     def apply_preset_index(self, i: int) -> None:
         data = self.preset_combo.itemData(i)
         if data == "auto":
-            self.session.auto_window()
+            self.auto_window()
         elif data:
             self.session.set_window(*data)
-        self.preset_combo.setCurrentIndex(0)
+        self._sync_preset()
+
+    def auto_window(self) -> None:
+        self._auto_window = self.session.auto_window()
+        self._sync_preset()
+
+    def _sync_preset(self, *_) -> None:
+        """The preset box shows the window in use: its preset, "Automatic", or the values."""
+        combo, window = self.preset_combo, tuple(float(v) for v in self.session.window)
+        index = 0
+        for n in range(1, combo.count()):
+            data = combo.itemData(n)
+            if (data == "auto" and getattr(self, "_auto_window", None) == window) or \
+                    (isinstance(data, tuple) and tuple(float(v) for v in data) == window):
+                index = n
+                break
+        c, w = window
+        combo.setItemText(0, "Window…" if self.session.volume is None else f"L {c:.0f} / W {w:.0f}")
+        combo.setCurrentIndex(index)
 
     def undo(self) -> None:
         if not self.session.undo():
@@ -334,83 +381,12 @@ class MainWindow(QMainWindow):
     def propagate(self) -> None:
         self.propagation.start(self.viewer.active)
 
-    # ----- files -----------------------------------------------------------------------------
-    def _dir(self) -> str:
-        return self.settings.get("last_dir", str(Path.home()), str)
-
-    def open_path(self, path: str, series=None) -> None:
-        """Open a scan or project; asks first when the open work has unsaved changes."""
-        if not self.files.dirty:
-            self.files.open_path(path, series)
-            return
-        box = QMessageBox(QMessageBox.Icon.Question, "Unsaved changes",
-                          f"Save the changes to {Path(self.files.project_path or self.session.path).name} first?",
-                          QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
-                          | QMessageBox.StandardButton.Cancel, self)
-
-        def answered(button):
-            role = box.standardButton(button)
-            if role == QMessageBox.StandardButton.Save:
-                if self.files.project_path:
-                    self.files.save_project(on_saved=lambda: self.files.open_path(path, series))
-                else:
-                    self.save_project_as()
-            elif role == QMessageBox.StandardButton.Discard:
-                self.files.open_path(path, series)
-
-        box.buttonClicked.connect(answered)
-        box.open()
-        self.unsaved_box = box
-
-    def open_file_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open a scan", self._dir(), SCAN_FILTER)
-        if path:
-            self.open_path(path)
-
-    def open_folder_dialog(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Open a DICOM folder", self._dir())
-        if path:
-            self.open_path(path)
-
-    def open_project_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open a project", self._dir(),
-                                              f"MedPLIB Studio project ({PROJECT_FILE})")
-        if path:
-            self.files.open_project(path)
-
-    def save_project(self) -> None:
-        if not self.files.save_project():
-            self.save_project_as()
-
-    def save_project_as(self) -> None:
-        if self.session.volume is None:
-            return
-        stem = Path(self.session.path).name.split(".")[0] or "project"
-        path, _ = QFileDialog.getSaveFileName(self, "Save the project as a folder",
-                                              str(Path(self._dir()) / f"{stem}{PROJECT_SUFFIX}"),
-                                              f"MedPLIB Studio project (*{PROJECT_SUFFIX})")
-        if path:
-            if not path.endswith(PROJECT_SUFFIX):
-                path += PROJECT_SUFFIX
-            self.files.save_project(path)
-
-    def export_dialog(self, kind: str) -> None:
-        if self.session.volume is None:
-            return
-        ext = {"nifti": ".nii.gz", "seg": ".dcm", "png": ".png"}[kind]
-        stem = Path(self.session.path).name.split(".")[0] or "labels"
-        path, _ = QFileDialog.getSaveFileName(self, "Export labels", str(Path(self._dir()) / f"{stem}_labels{ext}"),
-                                              f"Labels (*{ext})")
-        if path:
-            if not path.lower().endswith(ext):
-                path += ext
-            self.files.export(path)
-
-    def import_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Import labels", self._dir(),
-                                              "Labels (*.nii *.nii.gz *.dcm *.png);;All files (*)")
-        if path:
-            self.files.import_labels(path)
+    def discard(self) -> None:
+        """Esc: cancel a running propagation, else abandon the running prompt or drop the proposal."""
+        if self.propagation.running:
+            self.propagation.cancel()
+        else:
+            self.segment.discard()
 
     # ----- drag and drop ---------------------------------------------------------------------
     def dragEnterEvent(self, ev) -> None:  # noqa: N802
@@ -447,6 +423,11 @@ class MainWindow(QMainWindow):
         self.files.open_project(project, on_loaded=loaded)
 
     # ----- help and exit ---------------------------------------------------------------------
+    def _close_answered(self) -> None:
+        """Saved or discarded: close now."""
+        self._close_ok = True
+        self.close()
+
     def show_shortcuts(self) -> None:
         self.shortcuts_dialog = ShortcutsDialog(self.shortcuts, self)
         self.shortcuts_dialog.open()
@@ -458,6 +439,10 @@ class MainWindow(QMainWindow):
         QMessageBox.about(self, "About MedPLIB Studio", self.about_html())
 
     def closeEvent(self, ev: QCloseEvent) -> None:  # noqa: N802
+        if not self._close_ok and self.ask_unsaved(self._close_answered, "quit"):
+            ev.ignore()  # the question decides
+            return
+        self._close_ok = True
         for fn in self._close_hooks:
             fn()
         self.settings.set("geometry", self.saveGeometry())
@@ -470,7 +455,7 @@ class MainWindow(QMainWindow):
         self.segment.runner.wait(60000)  # a 3D accept being written finishes first
         self.engine.shutdown()
         self.files.shutdown()
-        if self.files.dirty and os.environ.get("MEDPLIB_STUDIO_KEEP_RECOVERY") != "0":
+        if self.files.dirty and not self._discarded and os.environ.get("MEDPLIB_STUDIO_KEEP_RECOVERY") != "0":
             self.autosaver.save_now()
             self.autosaver.runner.wait(10000)
             self.autosaver.slot.mark_closed()  # unsaved work stays: the next start offers it

@@ -1,5 +1,7 @@
 """'Propagate in 3D': from the proposal (or the active label) on the current slice, through the
-neighbouring slices, on the engine thread, with progress and cancel; the result is a 3D proposal."""
+neighbouring slices, in the background on the engine thread: progress and Cancel are in the
+status bar while the user keeps scrolling, zooming and windowing; new prompts are refused with a
+message until it ends (they would wait behind it). The result is a 3D proposal."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from PySide6.QtCore import QObject, Signal
 from medplib_core.engines.base import Capability
 from medplib_core.engines.propagation import propagate_in_view
 
-from .dialogs import progress_dialog, show_error
+from .dialogs import show_error
 from .document import Document
 from .engine_controller import EngineController
 
@@ -17,6 +19,8 @@ class PropagationController(QObject):
     """Runs one propagation at a time; shows progress; the result becomes a 3D proposal."""
 
     message = Signal(str)
+    started = Signal(str)  # what is propagated
+    progressed = Signal(int, int)  # slices done, total
     finished = Signal(bool)
 
     def __init__(self, doc: Document, engine: EngineController, parent=None):
@@ -25,7 +29,6 @@ class PropagationController(QObject):
         self.session = doc.session  # state and operations
         self.engine = engine
         self.task = None
-        self.dialog = None
 
     @property
     def running(self) -> bool:
@@ -60,14 +63,11 @@ class PropagationController(QObject):
             return
         geom = view.geometry()
         window = self.session.window
-        self.engine.cancel_prefetch()
-        self.dialog = progress_dialog(self.parent(), f"Propagating {source} through the volume…", self.cancel)
-        self.dialog.setMinimumDuration(0)
+        self.engine.pause_prefetch(True)  # the slices the user scrolls to wait: the engine is busy
 
         def progress(done, total):
-            if self.dialog is not None:
-                self.dialog.setMaximum(max(total, 1))
-                self.dialog.setValue(min(done, total))
+            if self.task is not None:
+                self.progressed.emit(int(done), int(total))
 
         def done(result):
             self._finish()
@@ -92,16 +92,20 @@ class PropagationController(QObject):
                                     mask2d, window=window, name="propagate", on_done=done, on_error=failed,
                                     on_cancel=cancelled, on_progress=progress, pass_progress=True,
                                     pass_cancel=True)
+        self.started.emit(f"Propagating {source} in 3D…")
+        self.message.emit(f"Propagating {source} in 3D in the background (Esc or ✕ cancels); "
+                          "scroll and look around meanwhile.")
 
     def cancel(self) -> None:
         if self.task is not None:
             self.task.cancel()
 
+    def busy_reason(self) -> str | None:
+        """Why a new prompt cannot run now (None: it can)."""
+        if self.running:
+            return "3D propagation is running in the background: wait for it or cancel it (Esc) first."
+        return None
+
     def _finish(self) -> None:
         self.task = None
-        if self.dialog is not None:
-            self.dialog.reset()
-            self.dialog.close()
-            self.dialog.deleteLater()
-            self.dialog = None
-            self.parent().activateWindow()
+        self.engine.pause_prefetch(False)

@@ -68,6 +68,18 @@ def mask_qimage(mask: np.ndarray, color: tuple[int, int, int], alpha: int = 140)
     return argb_qimage(packed)
 
 
+def hatch_qimage(mask: np.ndarray, color: tuple[int, int, int], period: int = 6, width: int = 2,
+                 alpha: int = 230) -> QImage:
+    """A bool mask as diagonal stripes (``width`` of every ``period`` pixels) of one colour:
+    how a pending proposal is drawn, unlike the solid fill of every label."""
+    m = np.asarray(mask, dtype=bool)
+    h, w = m.shape
+    stripes = ((np.arange(h)[:, None] + np.arange(w)[None, :]) % max(int(period), 2)) < max(int(width), 1)
+    r, g, b = (int(c * alpha / 255) for c in color)
+    word = np.uint32((alpha << 24) | (r << 16) | (g << 8) | b)
+    return argb_qimage(np.where(m & stripes, word, np.uint32(0)).astype(np.uint32))
+
+
 def mask_outline(mask: np.ndarray) -> QPainterPath:
     """Outer and hole contours of a bool mask as one path in image coordinates (through the
     centres of the edge pixels), built once per proposal rather than on every paint."""

@@ -42,6 +42,7 @@ class SegmentController(QObject):
         self.views: list[SliceView] = []
         self.runner = TaskRunner(1, self, "edits")
         self.accepting = False
+        self.busy_reason = lambda: None  # why prompts must wait now (set by the window), or None
         engine.status_changed.connect(lambda _: self.clear_pending() if engine.pending is None else None)
 
     def attach(self, view: SliceView) -> None:
@@ -57,6 +58,10 @@ class SegmentController(QObject):
         return view.renderer.pixels(view.orientation, view.index)
 
     def _send(self, view: SliceView, prompt: Prompt, kind: PromptKind) -> None:
+        busy = self.busy_reason()
+        if busy:  # it would wait behind the running task: refused, and said so
+            self.message.emit(busy)
+            return
         self.engine.segment(self._pixels(view), prompt, view.orientation, view.index, kind)
         self._show_pending(view)
 
@@ -96,10 +101,19 @@ class SegmentController(QObject):
 
     # ----- edits -----------------------------------------------------------------------------
     def on_stroke(self, view: SliceView, mask: np.ndarray, erase: bool) -> None:
+        """A brush or eraser stroke; a lock that kept voxels (or refused the stroke) is said in
+        the status bar, and the stroke that changed nothing is not silent."""
+        kept = self.session.locked_under(mask, view.orientation, view.index)
         try:
-            self.session.paint(mask, view.orientation, view.index, erase=erase)
+            edit = self.session.paint(mask, view.orientation, view.index, erase=erase)
         except LockedLabelError as exc:
-            self.error.emit("Label is locked", str(exc))
+            self.message.emit(f"{exc} (the lock in the Labels panel).")
+            return
+        if kept:
+            names = ", ".join(f"'{self.session.labels[v].name}' ({n:,} px)" for v, n in kept.items())
+            verb = "erased" if erase else "painted over"
+            self.message.emit(f"Locked label {names} kept: locked voxels are never {verb}"
+                              + ("." if edit is not None else "; the stroke changed nothing."))
 
     def accept(self) -> bool:
         """Enter: the proposal goes into the active label (a 3D one is written on a worker)."""

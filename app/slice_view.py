@@ -13,6 +13,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
 
+from medplib_core.annotation import PROPOSAL_COLOR
 from medplib_core.slicing import ORIENTATIONS, available_orientations, n_slices, slice_geometry
 
 from . import render
@@ -61,17 +62,21 @@ class SliceRenderer:
 class SliceView(QWidget):
     """A header (orientation), a canvas and a slider for one view of the document."""
 
-    activated = Signal(object)  # self
+    activated = Signal(object)  # self: the user works in this view (clicked, scrolled, focused)
     index_changed = Signal(str, int)
+    orientation_changed = Signal(str)
 
     def __init__(self, doc: Document, tools: ToolState, orientation: str = "axial",
-                 renderer: SliceRenderer | None = None, parent: QWidget | None = None):
+                 renderer: SliceRenderer | None = None, parent: QWidget | None = None,
+                 indices: dict[str, int] | None = None):
         super().__init__(parent)
         self.doc = doc  # signals
         self.session = doc.session  # state and operations
         self.orientation = orientation
         self.index = 0
-        self.indices: dict[str, int] = {}
+        # the slice shown per orientation; views of one viewer share it, so a slice chosen in
+        # one layout (2×2) is the one another view shows in that orientation
+        self.indices: dict[str, int] = {} if indices is None else indices
         self.renderer = renderer or SliceRenderer(self.session)
         self._label_key = None
         self._prop_key = None
@@ -102,8 +107,8 @@ class SliceView(QWidget):
         lay.addLayout(body, 1)
 
         self.combo.currentIndexChanged.connect(lambda i: self.set_orientation(ORIENTATIONS[i]))
-        self.slider.valueChanged.connect(self.set_index)
-        self.canvas.slice_step.connect(lambda n: self.set_index(self.index + n))
+        self.slider.valueChanged.connect(self._user_index)
+        self.canvas.slice_step.connect(lambda n: self._user_index(self.index + n))
         self.canvas.focused.connect(lambda: self.activated.emit(self))
         self.canvas.window_drag.connect(self._window_drag)
         doc.volume_changed.connect(self._on_volume)
@@ -126,7 +131,10 @@ class SliceView(QWidget):
         model = self.combo.model()
         for i, o in enumerate(ORIENTATIONS):
             model.item(i).setEnabled(o in avail)
-        self.indices = {o: n_slices(vol, o) // 2 for o in avail}
+        for o in avail:  # the middle slice, unless a view sharing these indices chose already
+            n = n_slices(vol, o)
+            if not 0 <= self.indices.get(o, -1) < n:
+                self.indices[o] = n // 2
         if self.orientation not in avail:
             self.orientation = "axial"
         self._label_key = self._prop_key = None
@@ -158,6 +166,12 @@ class SliceView(QWidget):
         self.slider.blockSignals(False)
         self.slider.setVisible(n > 1)
         self.refresh()
+        self.orientation_changed.emit(self.orientation)
+
+    def _user_index(self, index: int) -> None:
+        """A slice chosen by the user in this view (wheel, keys, slider): the view is active."""
+        self.set_index(index)
+        self.activated.emit(self)
 
     def set_index(self, index: int) -> None:
         if self.session.volume is None:
@@ -206,6 +220,7 @@ class SliceView(QWidget):
             self._refresh_proposal(geom)
         cv.letters = geom.edge_letters
         cv.corner_text = self._corner_text(geom)
+        cv.show_hint = not any(self.session.counts.values()) and self.session.proposal is None
         cv.update()
 
     def _refresh_proposal(self, geom) -> None:
@@ -219,8 +234,9 @@ class SliceView(QWidget):
         if p is None:
             return
         mask = p.mask_on(self.session.volume, geom.orientation, geom.index)
-        if mask is not None:
-            cv.proposal_image = render.mask_qimage(mask, (255, 230, 0), alpha=110)
+        if mask is not None:  # hatched, with a dashed outline: no label looks like this
+            period = max(4, int(round(max(mask.shape) / 80)))
+            cv.proposal_image = render.hatch_qimage(mask, PROPOSAL_COLOR, period=period, width=max(1, period // 3))
             cv.proposal_outline = render.mask_outline(mask)
         if not p.is_3d and p.record.orientation == geom.orientation and p.record.index == geom.index:
             cv.proposal_prompt = p.record.prompt

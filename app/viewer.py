@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QPointF, Qt, Signal
-from PySide6.QtWidgets import QFrame, QGridLayout, QLabel, QWidget
+from PySide6.QtWidgets import QFrame, QGridLayout, QLabel, QSizePolicy, QWidget
 
 from medplib_core.slicing import available_orientations
 
@@ -13,7 +13,9 @@ from .tools import ToolState
 
 
 class ViewerArea(QWidget):
-    """Holds the slice views; knows which one is active (last clicked or scrolled)."""
+    """Holds the slice views; knows which one is active (the one the user works in: clicked,
+    drawn on, scrolled or given the keyboard focus) and tells the session which slice that is
+    (`AnnotationSession.set_focus`: chat questions are about it)."""
 
     active_changed = Signal(object)  # SliceView
     cursor_info = Signal(object)  # dict or None
@@ -23,13 +25,18 @@ class ViewerArea(QWidget):
         self.doc = doc  # signals
         self.session = doc.session  # state and operations
         self.renderer = SliceRenderer(self.session)  # one slice cache for all views
-        self.views = [SliceView(doc, tools, o, self.renderer) for o in ("axial", "coronal", "sagittal")]
+        self.positions: dict[str, int] = {}  # slice per orientation, shared by the views
+        doc.volume_changed.connect(self.positions.clear)  # before the views (connection order)
+        self.views = [SliceView(doc, tools, o, self.renderer, indices=self.positions)
+                      for o in ("axial", "coronal", "sagittal")]
         self.info = QLabel()
         self.info.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         self.info.setWordWrap(True)
         self.info.setFrameShape(QFrame.Shape.StyledPanel)
         self.info.setMargin(10)
         self.info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # the info text (long paths) must not widen its column: the 2×2 cells are equal
+        self.info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
         self.grid = QGridLayout(self)
         self.grid.setContentsMargins(0, 0, 0, 0)
         self.grid.setSpacing(2)
@@ -37,11 +44,16 @@ class ViewerArea(QWidget):
         self.active = self.views[0]
         for v in self.views:
             v.activated.connect(self._set_active)
-            v.index_changed.connect(lambda *_, v=v: self._set_active(v))
+            v.index_changed.connect(lambda *_, v=v: self._focus_if_active(v))
+            v.orientation_changed.connect(lambda *_, v=v: self._focus_if_active(v))
             v.canvas.cursor_moved.connect(lambda rc, v=v: self._cursor(v, rc))
+            v.index_changed.connect(lambda *_, v=v: self._refresh_cursor(v))  # scrolled under the pointer
             v.canvas.navigate_clicked.connect(lambda r, c, v=v: self.go_to(v, r, c))
         doc.volume_changed.connect(self._on_volume)
         doc.view_state_loaded.connect(self.restore_state)
+        self._pointer = None  # (view, (row, col)) under the pointer, for a fresh readout
+        doc.voxels_changed.connect(self._refresh_cursor)  # the label under the pointer may change
+        doc.labels_changed.connect(self._refresh_cursor)
         self.set_layout("single")
 
     # ----- layout ------------------------------------------------------------------------------
@@ -53,6 +65,9 @@ class ViewerArea(QWidget):
         for w in [*self.views, self.info]:
             self.grid.removeWidget(w)
             w.hide()
+        for n in (0, 1):  # equal cells in 2×2; one cell alone otherwise
+            self.grid.setColumnStretch(n, 1 if mode == "grid" or n == 0 else 0)
+            self.grid.setRowStretch(n, 1 if mode == "grid" or n == 0 else 0)
         if mode == "grid":
             for v, o in zip(self.views, ("axial", "coronal", "sagittal")):
                 if self.session.volume is not None:
@@ -64,6 +79,7 @@ class ViewerArea(QWidget):
             self.grid.addWidget(self.active, 0, 0)
             self.active.show()
         self.active.canvas.setFocus()
+        self._focus_if_active(self.active)
 
     def set_orientation(self, orientation: str) -> None:
         """Show ``orientation`` in the active view (single layout) or activate its view (grid)."""
@@ -80,6 +96,11 @@ class ViewerArea(QWidget):
         if view is not self.active:
             self.active = view
             self.active_changed.emit(view)
+        self._focus_if_active(view)
+
+    def _focus_if_active(self, view: SliceView) -> None:
+        if view is self.active and self.session.volume is not None:
+            self.session.set_focus(view.orientation, view.index)
 
     def state(self) -> dict:
         """Layout, active view and each view's orientation, slice and zoom (saved in projects)."""
@@ -100,12 +121,12 @@ class ViewerArea(QWidget):
                 continue
         active = int(state.get("active", 0))
         if 0 <= active < len(self.views):
-            self.active = self.views[active]
+            self._set_active(self.views[active])
         self.set_layout(state.get("layout", "single"))
 
     def go_to(self, source: SliceView, row: float, col: float) -> None:
         """Show the clicked voxel in the other views (navigate tool click)."""
-        i, j, k = source.geometry().to_voxel(row, col)
+        i, j, k = source.geometry().to_voxel(int(row), int(col))  # the pixel clicked covers [col, col+1)
         for v in self.views:
             if v is not source and v.isVisible():
                 v.set_index(v.geometry().slice_index_of(i, j, k))
@@ -113,8 +134,11 @@ class ViewerArea(QWidget):
     # ----- readout ---------------------------------------------------------------------------
     def _on_volume(self) -> None:
         vol = self.session.volume
+        self._pointer = None
+        self.cursor_info.emit(None)  # nothing of the previous scan stays in the readout
         if vol.is_2d and self.layout_mode == "grid":
             self.set_layout("single")
+        self._focus_if_active(self.active)
         src = vol.source
         lines = [
             f"<b>{(src.series_description if src and src.series_description else '') or 'Scan'}</b>",
@@ -129,13 +153,22 @@ class ViewerArea(QWidget):
             lines += [f"Note: {n}" for n in src.notes[:4]]
         self.info.setText("<br>".join(lines))
 
+    def _refresh_cursor(self, view: SliceView | None = None) -> None:
+        if self._pointer is not None and (view is None or self._pointer[0] is view):
+            self._cursor(*self._pointer)
+
     def _cursor(self, view: SliceView, rc) -> None:
+        self._pointer = (view, rc) if rc is not None else None
         if rc is None or self.session.volume is None:
             self.cursor_info.emit(None)
             return
         vol = self.session.volume
         geom = view.geometry()
         row, col = int(rc[0]), int(rc[1])
+        if not (0 <= row < geom.shape[0] and 0 <= col < geom.shape[1]):  # the view changed under it
+            self._pointer = None
+            self.cursor_info.emit(None)
+            return
         i, j, k = geom.to_voxel(row, col)
         world = geom.to_world(row, col)
         value = vol.array[k, j, i]

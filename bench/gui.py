@@ -207,7 +207,7 @@ def main(argv=None) -> int:
         print(f"load average during the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     except OSError:
         pass
-    win.close()
+    win.close_discarding()
     return 0
 
 

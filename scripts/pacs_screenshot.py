@@ -58,7 +58,7 @@ shot.save(os.environ["SHOT_OUT"])
 b.grab().save(os.environ["SHOT_DIALOG"])
 print("SHOT", os.environ["SHOT_OUT"], shot.width(), shot.height(), b.study_table.rowCount(),
       b.series_table.rowCount(), flush=True)
-window.close()
+window.close_discarding()
 '''
 
 

@@ -45,7 +45,7 @@ shot = QGuiApplication.primaryScreen().grabWindow(0)
 shot.save(os.environ["SHOT_OUT"])
 window.grab().save(os.environ["SHOT_WINDOW"])
 print("SHOT", os.environ["SHOT_OUT"], shot.width(), shot.height(), flush=True)
-window.close()
+window.close_discarding()
 '''
 
 

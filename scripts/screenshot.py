@@ -53,7 +53,7 @@ shot = QGuiApplication.primaryScreen().grabWindow(0)
 shot.save(os.path.join(out, "screen.png"))
 window.grab().save(os.path.join(out, "window.png"))
 print("SHOT", os.path.join(out, "screen.png"), shot.width(), shot.height(), flush=True)
-window.close()
+window.close_discarding()
 '''
 
 

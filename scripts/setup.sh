@@ -16,6 +16,8 @@ debs=(xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0
 # A real PACS for the DICOMweb tests: Orthanc and its DICOMweb plugin (the tests start their own
 # Orthanc on free ports; the system service the package may start is stopped again below).
 pacs_debs=(orthanc orthanc-dicomweb)
+# The sample volume `medplib-studio --sample` opens: the Colin 27 brain MRI of MRIcron's templates.
+pacs_debs+=(mricron-data)
 if [ "$want_xvfb" = "--with-xvfb" ] && command -v dpkg-query >/dev/null 2>&1; then
   missing=()
   for d in "${debs[@]}" "${pacs_debs[@]}"; do

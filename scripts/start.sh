@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets everything up (re-using the environment when it is current) and opens MedPLIB Studio on a
-# real sample CT with the embedded LiteMedSAM engine. Extra arguments go to `medplib-studio gui`.
+# real sample volume (mricron-data brain MRI) with the embedded LiteMedSAM engine. Extra arguments go to `medplib-studio gui`.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$(bash "$here/scripts/setup.sh" --with-xvfb)"

@@ -126,5 +126,5 @@ def make_window(qtbot, tmp_path):
         return w
 
     yield make
-    for w in made:
-        w.close()
+    for w in made:  # a window left with unsaved work closes dropping it (its question is the tests')
+        w.close_discarding()

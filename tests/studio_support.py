@@ -141,3 +141,27 @@ def wheel(widget, pos, steps: int = 1, modifiers=None) -> None:
     ev = QWheelEvent(QPointF(pos), QPointF(widget.mapToGlobal(pos)), QPoint(0, 0), QPoint(0, 120 * steps),
                      Qt.MouseButton.NoButton, mods, Qt.ScrollPhase.NoScrollPhase, False)
     QApplication.sendEvent(widget, ev)
+
+
+def draw_box(qtbot, canvas, x0: float, y0: float, x1: float, y1: float, steps: int = 1) -> None:
+    """Pick the box tool (B) and drag a box from image point (x0, y0) to (x1, y1) on ``canvas``
+    with real mouse events (press, ``steps`` moves, release)."""
+    from PySide6.QtCore import Qt
+
+    from app.automation import image_point
+
+    qtbot.keyClick(canvas, Qt.Key.Key_B)
+    a, b = image_point(canvas, x0, y0), image_point(canvas, x1, y1)
+    qtbot.mousePress(canvas, Qt.MouseButton.LeftButton, pos=a)
+    for n in range(1, steps + 1):
+        qtbot.mouseMove(canvas, a + (b - a) * (n / steps))
+    qtbot.mouseRelease(canvas, Qt.MouseButton.LeftButton, pos=b)
+
+
+def medplib_settings(paths, notice_accepted: bool = True) -> dict:
+    """Window settings that point MedPLIB at a tiny checkpoint set (CPU)."""
+    out = {f"medplib/{key}": str(val) for key, val in (
+        ("checkpoint", paths.checkpoint), ("clip", paths.clip), ("sam", paths.sam), ("device", "cpu"))}
+    if notice_accepted:
+        out["medplib/notice_accepted"] = True
+    return out

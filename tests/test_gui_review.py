@@ -221,3 +221,41 @@ def test_review_screenshot_in_a_real_window(sample, tmp_path):
     assert ((r > g + 60) & (r > b + 20)).sum() > 2000  # the proposed label's colour over the scan
     window = np.asarray(Image.open(tmp_path / "review_window.png").convert("RGB"))
     assert window.shape[0] > 600 and window.std() > 30
+
+
+def test_first_hour_review_keys_counts_and_unsaved_scan(qtbot, make_win, sample, tmp_path, monkeypatch, qtlog):
+    run = tmp_path / "run"
+    shutil.copytree(sample / "run", run)
+    manifest = run / "manifest.jsonl"
+    lines = [ln for ln in manifest.read_text().splitlines() if json.loads(ln).get("kind") != "review"]
+    manifest.write_text("\n".join(lines) + "\n")  # no decisions yet (the module's run has some)
+    from studio_support import drop_path, stacked_ct
+
+    w, ui = make_win()
+    c, panel = ui.controller, ui.panel
+    drop_path(w, stacked_ct(tmp_path / "ct.nii.gz"))
+    qtbot.waitUntil(lambda: w.session.volume is not None and not w.files.loading, timeout=20000)
+    stroke(qtbot, w, 20, 20, 60, 20)
+    assert w.files.dirty
+    # opening a run over a modified scan asks first
+    monkeypatch.setattr("app.review.install.QFileDialog.getOpenFileName", lambda *a, **k: (str(manifest), ""))
+    ui.actions["review_open"].trigger()
+    box = w.unsaved_box
+    assert box is not None and box.isVisible() and c.queue is None and "review run" in box.informativeText()
+    qtbot.mouseClick(box.discard_button, Qt.MouseButton.LeftButton)
+    wait_case(qtbot, ui, "disc_0")
+    assert c.queue is not None and not w.files.dirty
+
+    # Alt+S is Save edits (the Settings menu moved to Alt+N): no ambiguous shortcut
+    assert "Alt+S" not in w.menu_mnemonics() and "Alt+N" in w.menu_mnemonics()
+    batch_voxels = sum(int(v) for v in c.item.record["counts"].values())
+    assert panel.table.item(0, 3).text().startswith(f"{batch_voxels:,} labelled voxels")
+    stroke(qtbot, w, 20, 20, 60, 20)
+    edited_voxels = int(np.count_nonzero(w.session.labelmap.array))
+    assert edited_voxels > batch_voxels
+    qtbot.keyClick(w.viewer.active.canvas, Qt.Key.Key_S, ALT)
+    qtbot.waitUntil(lambda: ReviewQueue(run).item("disc_0").decision == "edited", timeout=15000)
+    assert not [r for r in qtlog.records if "Ambiguous" in r.message]
+    # the details show the edited map's voxels, not the batch's
+    assert panel.table.item(0, 3).text().startswith(f"{edited_voxels:,} labelled voxels")
+    assert ReviewQueue(run).item("disc_0").counts == {"1": edited_voxels}

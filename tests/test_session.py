@@ -227,6 +227,7 @@ def test_save_and_reopen_round_trip(session, ct, tmp_path):
         doc = json.loads(path.read_text())
         for k in ("saved", "generation", "label_file", "prompt_file"):
             doc.pop(k)
+        assert doc.pop("meta") == {"project_folder": str(path.parent)}  # where it was saved
         return doc
 
     assert norm(again) == norm(folder)

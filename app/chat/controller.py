@@ -5,6 +5,12 @@ gets the same engine, never a second copy) and every model call runs off the GUI
 single `TaskRunner` thread. Answer text streams back through a queued signal, token by token;
 ``stop()`` cancels between two tokens and the model's conversation is then left as it was.
 The per-conversation model sessions and their replay are the core's `ConversationCache`.
+
+New weights chosen in Settings apply to the next question even when they were chosen while a
+model was loading or answering: a model whose configuration is no longer the settings' is
+dropped before the next question (and a load that finishes for old settings loads again).
+While another user of the shared model (segmentation with MedPLIB) holds its lock, the state
+says "waiting" and Stop works at once.
 """
 
 from __future__ import annotations
@@ -33,6 +39,12 @@ class ChatState(TextEnum):
 
 class _Relay(QObject):
     token = Signal(object, str)  # question, new text (emitted on the worker thread)
+    waiting = Signal(object)  # question: the shared model is busy with another call
+
+
+def config_key(cfg: MedplibSettings) -> tuple:
+    """What identifies the loaded weights (`medplib_engine_for` shares an engine per key)."""
+    return (cfg.checkpoint, cfg.clip, cfg.sam, cfg.device)
 
 
 class ChatController(QObject):
@@ -51,6 +63,7 @@ class ChatController(QObject):
         self.settings = settings
         self.loader = loader or medplib_engine_for
         self.engine = None
+        self.engine_key: tuple | None = None  # the configuration the loaded engine came from
         self.state, self.message = ChatState.IDLE, ""
         self.runner = TaskRunner(1, self, "medplib")
         self.cache = ConversationCache(settings=chat_settings)  # touched on the worker thread only
@@ -59,6 +72,8 @@ class ChatController(QObject):
         self._after_load: Callable[[], None] | None = None
         self._relay = _Relay(self)
         self._relay.token.connect(self.token.emit)
+        self._relay.waiting.connect(lambda q: self._set_state(
+            ChatState.BUSY, "waiting: the model is busy with another task (Stop cancels)") if q is self.question else None)
         self.refresh()
 
     # ----- configuration and loading ---------------------------------------------------------
@@ -80,8 +95,16 @@ class ChatController(QObject):
     def ready(self) -> bool:
         return self.engine is not None
 
+    @property
+    def stale(self) -> bool:
+        """The loaded model is not the one the settings name any more."""
+        return self.engine is not None and self.engine_key != config_key(self.config())
+
     def load(self, then: Callable[[], None] | None = None) -> None:
-        """Load the model in the background; ``then`` runs once it is ready."""
+        """Load the model in the background (again, if the settings changed since); ``then``
+        runs once it is ready."""
+        if self.stale and self.question is None:
+            self.unload()
         if self.engine is not None:
             if then:
                 then()
@@ -97,9 +120,14 @@ class ChatController(QObject):
             return
         self._set_state(ChatState.LOADING, f"loading MedPLIB from {cfg.checkpoint}…")
         started = time.perf_counter()
+        key = config_key(cfg)
 
         def done(engine):
-            self.engine = engine
+            if config_key(self.config()) != key:  # other weights were chosen meanwhile: load those
+                self._set_state(ChatState.IDLE, "the settings changed while loading")
+                self.load()
+                return
+            self.engine, self.engine_key = engine, key
             inf = engine.info
             self._set_state(ChatState.READY, f"{_short(inf.weights)} · {inf.device} · loaded in "
                                              f"{time.perf_counter() - started:.1f} s")
@@ -126,7 +154,8 @@ class ChatController(QObject):
         engine, cache = self.engine, self.cache
 
         def work(cancel):
-            return cache.ask(engine, q, cancel=cancel, on_token=lambda text: self._relay.token.emit(q, text))
+            return cache.ask(engine, q, cancel=cancel, on_token=lambda text: self._relay.token.emit(q, text),
+                             on_wait=lambda: self._relay.waiting.emit(q))
 
         def done(result):
             self._finish()
@@ -146,6 +175,9 @@ class ChatController(QObject):
 
     def _finish(self) -> None:
         self.question, self._task = None, None
+        if self.stale:  # other weights were chosen while answering: the next question loads them
+            self.unload()
+            return
         if self.engine is not None:
             inf = self.engine.info
             self._set_state(ChatState.READY, f"{_short(inf.weights)} · {inf.device}")
@@ -164,7 +196,7 @@ class ChatController(QObject):
     def unload(self) -> None:
         """Drop the model handle (new weights were configured); it reloads when next needed."""
         self.stop()
-        self.engine = None
+        self.engine, self.engine_key = None, None
         self.forget()
         self.state = ChatState.IDLE
         self.refresh()

@@ -18,7 +18,7 @@ from PySide6.QtCore import Qt, QTimer
 
 from medplib_core.errors import MedplibError
 from medplib_core.session import AnswerState, RegionRef
-from medplib_core.slicing import n_slices
+from medplib_core.slicing import n_slices, slice_geometry
 
 from ..medplib_setup import MedplibSetupDialog, ensure_notice, show_notice
 from .controller import ChatController, ChatState
@@ -76,11 +76,7 @@ class ChatPanel(ChatPanelUI):
         d.volume_changed.connect(self._on_volume)
         d.chat_changed.connect(self._on_chat)
         d.proposal_changed.connect(self._rerender)
-        v = self.win.viewer
-        v.active_changed.connect(lambda _: self._sync_timer.start())
-        for view in v.views:
-            view.index_changed.connect(lambda *_: self._sync_timer.start())
-            view.combo.currentIndexChanged.connect(lambda *_: self._sync_timer.start())
+        d.focus_changed.connect(lambda *_: self._sync_timer.start())  # the slice the user works on
 
     # ----- state -----------------------------------------------------------------------------
     @property
@@ -89,11 +85,12 @@ class ChatPanel(ChatPanelUI):
 
     def _on_state(self, state: ChatState, message: str) -> None:
         texts = {
-            ChatState.UNCONFIGURED: "<b>MedPLIB is not set up.</b> Segmentation keeps using LiteMedSAM.",
+            ChatState.UNCONFIGURED: "MedPLIB is not set up.",
             ChatState.IDLE: f"MedPLIB: {html.escape(_name(self.ctl.config().checkpoint))} — loads on the first question",
             ChatState.LOADING: "Loading MedPLIB…",
             ChatState.READY: f"MedPLIB ready · {html.escape(message)}",
-            ChatState.BUSY: "Answering… (Stop or Esc cancels)",
+            ChatState.BUSY: ("Waiting: the model is busy with another task (Stop cancels)"
+                             if message.startswith("waiting") else "Answering… (Stop or Esc cancels)"),
             ChatState.ERROR: f'<span style="color:#b00020">⚠ {html.escape(message)}</span>',
         }
         self.state_label.setText(texts.get(state, html.escape(message)))
@@ -141,10 +138,11 @@ class ChatPanel(ChatPanelUI):
 
     # ----- slices and conversations ------------------------------------------------------------
     def _current_key(self) -> tuple[str, int] | None:
-        if self.session.volume is None:
+        """The slice the user works on (the session's focus: the view clicked, drawn on,
+        scrolled or focused last)."""
+        if self.session.volume is None or self.session.focus is None:
             return None
-        view = self.win.viewer.active
-        return (view.orientation, view.index)
+        return self.session.focus
 
     def _sync_slice(self) -> None:
         key = self._current_key()
@@ -154,6 +152,7 @@ class ChatPanel(ChatPanelUI):
             self._render()
         self._refresh_conversations()
         self._refresh_regions()
+        self.about_label.setText(f"Questions are about <b>{self._title(key)}</b>" if key else "")
 
     def _title(self, key: tuple[str, int]) -> str:
         vol = self.session.volume
@@ -180,10 +179,11 @@ class ChatPanel(ChatPanelUI):
 
     def go_to(self, key: tuple[str, int]) -> None:
         """Show slice ``key`` in the active view (and so its conversation)."""
-        view = self.win.viewer.active
-        if view.orientation != key[0]:
-            view.set_orientation(key[0])
+        viewer = self.win.viewer
+        viewer.set_orientation(key[0])
+        view = viewer.active
         view.set_index(int(key[1]))
+        self.session.set_focus(view.orientation, view.index)
         self._sync_slice()
 
     def _on_volume(self) -> None:
@@ -207,9 +207,12 @@ class ChatPanel(ChatPanelUI):
     def _refresh_regions(self) -> None:
         self.candidates = self.tracker.candidates(*self.key) if self.key else []
         self.region_combo.clear()
+        vol, key = self.session.volume, self.key
+        geom = slice_geometry(vol, *key) if key and vol is not None and 0 <= key[1] < n_slices(vol, key[0]) else None
         for n, ref in enumerate(self.candidates):
-            self.region_combo.addItem(ref.describe())
-            self.region_combo.setItemData(n, ref.describe(), Qt.ItemDataRole.ToolTipRole)
+            text = ref.describe(geom)  # voxel indices, as the status bar's readout
+            self.region_combo.addItem(text)
+            self.region_combo.setItemData(n, text, Qt.ItemDataRole.ToolTipRole)
         if not self.candidates:
             self.region_combo.addItem("none — draw on the slice")
             self.region_combo.setItemData(0, "Draw a box, outline or points, or accept a mask",
@@ -225,6 +228,7 @@ class ChatPanel(ChatPanelUI):
         ref = self.selected_region()
         if ref is None:
             return
+        ref.saved_text = self.region_combo.currentText()  # as listed: voxel indices
         self.attached.append(ref)
         text = self.input.toPlainText()
         if len(REGION_RE.findall(text)) < len(self.attached):
@@ -315,7 +319,9 @@ class ChatPanel(ChatPanelUI):
 
     def _render(self) -> None:
         conv = self.chat.conversation(self.key) if self.key else None
-        if self.ctl.state in (ChatState.UNCONFIGURED, ChatState.ERROR):
+        if self.ctl.state is ChatState.UNCONFIGURED:  # one line; the setup dialog explains the rest
+            empty = "Chat needs the MedPLIB weights: “Set up MedPLIB…” says where they go."
+        elif self.ctl.state is ChatState.ERROR:
             empty = self.ctl.message
         elif self.session.volume is None or self.key is None:
             empty = "Open a scan to chat about it."

@@ -85,6 +85,7 @@ class ChatPanelUI(QWidget):
         self.state_label.setWordWrap(True)
         self.load_button = QPushButton("Load model")
         self.setup_button = QPushButton("Set up MedPLIB…")
+        self.setup_button.setToolTip("Where the MedPLIB weights go, and the device (segmentation keeps using LiteMedSAM)")
         self.progress = QProgressBar()
         self.progress.setMaximumHeight(14)
         self.progress.setTextVisible(False)
@@ -105,6 +106,9 @@ class ChatPanelUI(QWidget):
         self.unattach = QToolButton()
         self.unattach.setText("✕")
         self.unattach.setToolTip("Detach the regions")
+        self.about_label = QLabel()
+        self.about_label.setObjectName("chat_about")
+        self.about_label.setToolTip("The slice shown in the view you work in (clicked, drawn on or scrolled last)")
         self.input = QuestionEdit()
         self.input.setObjectName("chat_input")
         self.input.setPlaceholderText("Ask about this slice — <region> stands for the selected "
@@ -140,6 +144,6 @@ class ChatPanelUI(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(6, 4, 6, 4)
         lay.setSpacing(4)
-        for item in (top, self.progress, conv, self.transcript, reg, att, self.input, btns):
+        for item in (top, self.progress, conv, self.transcript, reg, att, self.about_label, self.input, btns):
             (lay.addLayout if isinstance(item, QHBoxLayout) else lay.addWidget)(item)
         lay.setStretchFactor(self.transcript, 1)

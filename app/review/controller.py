@@ -71,7 +71,7 @@ class ReviewController(QObject):
     # ----- the run -----------------------------------------------------------------------------
     def open_run(self, path: str | Path) -> bool:
         """Open ``manifest.jsonl`` or its run folder and show the first case left to review."""
-        if self._ask_if_unsaved(lambda: self.open_run(path)):
+        if self.ask_if_unsaved(lambda: self.open_run(path)):
             return False
         try:
             queue = ReviewQueue(path)
@@ -137,7 +137,7 @@ class ReviewController(QObject):
             return
         if case == self.current and (self.loaded_case == case or self.state is ReviewState.LOADING):
             return
-        if not force and self._ask_if_unsaved(lambda: self.go_to(case, force=True)):
+        if not force and self.ask_if_unsaved(lambda: self.go_to(case, force=True)):
             self.current_changed.emit()  # the list goes back to the case still shown
             return
         it = self.queue.item(case)
@@ -198,7 +198,6 @@ class ReviewController(QObject):
                                 label_array=imported.array if imported else None)
         finally:
             self._own_load = False
-        self.win.files.project_path = None
         self.session.save_state.saved(SaveTarget.PROJECT)  # the labels are on disk: no project to save
         self.loaded_case = it.case
         self._mark_clean()
@@ -233,7 +232,7 @@ class ReviewController(QObject):
         them counts as no edit)."""
         return self.shown and self._asking and self.session.save_state.labels_dirty(SaveTarget.REVIEW)
 
-    def _ask_if_unsaved(self, then: Callable[[], None], verb: str = "leave this case",
+    def ask_if_unsaved(self, then: Callable[[], None], verb: str = "leave this case",
                         after_save: Callable[[], None] | None = None) -> bool:
         """With unsaved edits: ask (non-blocking) to save, discard or stay; True when asked.
 
@@ -276,7 +275,7 @@ class ReviewController(QObject):
         """Accept the shown labels: the proposal, or the edited map an earlier edit saved."""
         if not self.can_accept():
             return
-        if self._ask_if_unsaved(self._accept_now, "accept", after_save=self._after_decision):
+        if self.ask_if_unsaved(self._accept_now, "accept", after_save=self._after_decision):
             return
         self._accept_now()
 
@@ -311,6 +310,7 @@ class ReviewController(QObject):
         if isinstance(it.record.get("engine"), dict):
             extra["batch_engine"] = it.record["engine"]
         mark = self.session.save_state.mark()
+        counts = dict(self.session.counts)  # what is written (taken with the labels, on this thread)
         job = self.session.project_job(lambda p: export_labels(path, p.label_array, vol, p.labels, extra))
         case = it.case
         self._set_state(ReviewState.SAVING)
@@ -320,7 +320,7 @@ class ReviewController(QObject):
             if self.loaded_case == case:
                 self.session.save_state.saved(SaveTarget.REVIEW, mark)
                 self.session.save_state.saved(SaveTarget.PROJECT)
-            self._decide("edited", edited_labels=Path(written), case=case, then=then)
+            self._decide("edited", edited_labels=Path(written), case=case, then=then, counts=counts)
 
         def failed(exc):
             self._set_state(ReviewState.IDLE)
@@ -329,11 +329,11 @@ class ReviewController(QObject):
         self.runner.submit(job, name="save edits", on_done=done, on_error=failed)
 
     def _decide(self, decision: str, edited_labels: Path | None = None, case: str | None = None,
-                then: Callable[[], None] | None = None) -> None:
+                then: Callable[[], None] | None = None, counts: dict[int, int] | None = None) -> None:
         case = case or self.current
         try:
             self.queue.decide(case, decision, edited_labels=edited_labels, reviewer=self.reviewer,
-                              note=self.note)
+                              note=self.note, counts=counts)
         except (OSError, ValueError, MedplibError) as exc:
             error_from_exception(self.win, "Cannot record the decision", exc)
             return

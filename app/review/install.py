@@ -39,6 +39,7 @@ class ReviewUI(QObject):
         self.dock = window.add_panel("Review", self.panel, "review_dock", tab_with="chat_dock", visible=False)
         self.batch_dialog: BatchDialog | None = None
         self._menu()
+        window.on_unsaved(self.controller.ask_if_unsaved)  # edits of the shown case: "Save edits?"
         window.on_close(self.shutdown)
 
     def _actions(self) -> dict[str, QAction]:
@@ -76,6 +77,9 @@ class ReviewUI(QObject):
         return s.get("review/last_dir", s.get("last_dir", str(Path.home()), str), str)
 
     def open_run(self, path: str | Path) -> bool:
+        """Open a run (asks first when the open work has unsaved changes)."""
+        if self.win.ask_unsaved(lambda: self.open_run(path), "open the review run"):
+            return False
         self.show_dock()
         ok = self.controller.open_run(path)
         if ok:

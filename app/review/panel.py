@@ -31,7 +31,7 @@ def details_text(it: ReviewItem) -> str:
         error = it.error or "failed"
         prefix = f"{it.input}: "
         return error[len(prefix):] if error.startswith(prefix) else error  # the reason first
-    voxels = sum(int(v) for v in (it.record.get("counts") or {}).values())
+    voxels = sum(int(v) for v in it.counts.values())  # the edited map's once saved
     reasons = [p["reason"] for p in it.record.get("prompts") or [] if p.get("reason")]
     text = f"{voxels:,} labelled voxels" if voxels else "empty label map"
     return "; ".join([text, *reasons])

@@ -6,12 +6,31 @@ from dataclasses import dataclass, field, asdict
 from enum import Enum
 from typing import Any, Callable, Iterator
 
+# What a pending proposal is drawn with (white hatching and a black/white dashed outline, see
+# the viewer): no label is drawn like that, and no default label colour is near it.
+PROPOSAL_COLOR: tuple[int, int, int] = (255, 255, 255)
+PROPOSAL_MIN_DISTANCE = 90.0  # RGB distance every palette colour keeps from PROPOSAL_COLOR
+
+def away_from_proposal(color) -> tuple[int, int, int]:
+    """``color``, moved straight away from `PROPOSAL_COLOR` until it keeps the palette's
+    distance (a colour the user picks must not look like a pending proposal)."""
+    c = [float(v) for v in color][:3]
+    d = [a - b for a, b in zip(c, PROPOSAL_COLOR)]
+    dist = sum(x * x for x in d) ** 0.5
+    if dist >= PROPOSAL_MIN_DISTANCE:
+        return tuple(int(v) for v in c)  # type: ignore[return-value]
+    if dist < 1e-6:
+        d, dist = [-1.0, -1.0, -1.0], 3 ** 0.5
+    k = PROPOSAL_MIN_DISTANCE / dist
+    return tuple(int(round(min(255.0, max(0.0, p + x * k)))) for p, x in zip(PROPOSAL_COLOR, d))  # type: ignore[return-value]
+
+
 # A palette that stays distinguishable on grey scans (value 1 gets the first colour).
 PALETTE: tuple[tuple[int, int, int], ...] = (
     (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
-    (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212),
-    (0, 128, 128), (220, 190, 255), (170, 110, 40), (255, 250, 200), (128, 0, 0),
-    (170, 255, 195), (128, 128, 0), (255, 215, 180), (0, 0, 128), (128, 128, 128),
+    (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 150, 190),
+    (0, 128, 128), (160, 120, 255), (170, 110, 40), (110, 120, 255), (128, 0, 0),
+    (120, 235, 160), (128, 128, 0), (255, 180, 120), (0, 0, 128), (128, 128, 128),
 )
 
 

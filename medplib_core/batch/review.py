@@ -8,7 +8,7 @@ saved beside the proposed one (``labels/edited/``) and the decision points at it
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,16 @@ class ReviewItem:
     error: str | None
     decision: str | None  # None (not reviewed yet), "accepted", "edited", "rejected"
     labels: Path | None  # the label file the decision stands for (edited or proposed)
-    record: dict[str, Any]
+    record: dict[str, Any]  # the batch result
+    review: dict[str, Any] = field(default_factory=dict)  # the latest decision record
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Voxels per label value of the label file the item stands for (an edited map's own
+        counts once saved, else the batch's)."""
+        if self.decision == "edited" and "counts" in self.review:
+            return dict(self.review["counts"])
+        return dict(self.record.get("counts") or {})
 
 
 class ReviewQueue:
@@ -66,7 +75,7 @@ class ReviewQueue:
             self.items.append(ReviewItem(case=case, input=Path(str(rec.get("input", ""))),
                                          proposed=proposed, status=str(status),
                                          error=error, decision=decision, labels=labels,
-                                         record=rec))
+                                         record=rec, review=dict(rev or {})))
 
     def __len__(self) -> int:
         return len(self.items)
@@ -87,8 +96,9 @@ class ReviewQueue:
         return None
 
     def decide(self, case: str, decision: str, edited_labels: str | Path | None = None,
-               reviewer: str = "", note: str = "") -> ReviewItem:
-        """Record a decision now. ``edited`` needs the path of the corrected label map."""
+               reviewer: str = "", note: str = "", counts: dict[int, int] | None = None) -> ReviewItem:
+        """Record a decision now. ``edited`` needs the path of the corrected label map
+        (``counts``: its voxels per label value)."""
         if decision not in DECISIONS:
             raise ValueError(f"decision must be one of {', '.join(DECISIONS)}")
         it = self.item(case)
@@ -104,6 +114,8 @@ class ReviewQueue:
                                    f"folder {self.run_dir}") from None
             rec["labels"] = str(rel)
             rec["labels_sha256"] = file_sha256(edited_labels)
+            if counts is not None:
+                rec["counts"] = {str(int(k)): int(v) for k, v in counts.items()}
         elif it.proposed is not None:
             rec["labels"] = str(it.proposed.relative_to(self.run_dir))
         self.manifest.append(rec)

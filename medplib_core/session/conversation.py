@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
@@ -25,8 +26,10 @@ import numpy as np
 from ..annotation import PromptKind, PromptStatus
 from ..errors import CancelledError, MedplibError, PromptError
 from ..project import PromptRecord
+from ..slicing import ORIENTATIONS, slice_geometry
 from .chat import AnswerState, ChatBook, Conversation, Message, Role, SliceKey
 from .regions import RegionRef, RegionKind, grounding_prompt
+from .targets import grounding_target
 
 MAX_SESSIONS = 4  # each holds an image encoding and a KV cache (~0.3 GB on the real model)
 
@@ -107,6 +110,9 @@ class SessionChat:
         conv = self.book.get(key)
         try:
             refs = [self.materialize(r, key) for r in refs]
+            geom = slice_geometry(s.volume, *key) if key[0] in ORIENTATIONS else None
+            for r in refs:  # described as the user sees them: voxel indices, like the cursor readout
+                r.saved_text = r.describe(geom)
             records = s.records()
             regions = [r.model_region(records) for r in refs]
             history = [(q.text, [r.model_region(records) for r in q.regions], a.text)
@@ -139,6 +145,7 @@ class SessionChat:
                   "stop_reason": turn.stop_reason, "seconds": round(time.perf_counter() - q.started, 2),
                   "replayed_turns": int(replayed)}
         records = []
+        target = grounding_target(q.question.text, turn.text)  # "Segment the liver": label "liver"
         for mask in turn.masks:
             if not mask.any():
                 a.info["empty_mask"] = True
@@ -146,7 +153,8 @@ class SessionChat:
             rec = PromptRecord(id=s.new_prompt_id(), kind=PromptKind.GROUNDING, orientation=q.key[0],
                                index=q.key[1], prompt=grounding_prompt(turn.question, q.refs),
                                provenance=dict(turn.provenance, region_refs=[r.to_json() for r in q.refs],
-                                               chat_slice={"orientation": q.key[0], "index": q.key[1]}),
+                                               chat_slice={"orientation": q.key[0], "index": q.key[1]},
+                                               **({"target": target} if target else {})),
                                mask=np.asarray(mask, dtype=bool))
             a.prompt_ids.append(rec.id)
             s.propose(rec)
@@ -225,6 +233,23 @@ class SessionChat:
         s.propose(rec)
 
 
+@contextmanager
+def model_turn(lock, cancel: Callable[[], bool] | None = None, on_wait: Callable[[], None] | None = None,
+               poll: float = 0.1):
+    """Hold a shared model's lock; while another call holds it, wait in short steps so that
+    ``cancel()`` is honoured (a question never sits silently behind another model call)."""
+    if not lock.acquire(blocking=False):
+        if on_wait is not None:
+            on_wait()
+        while not lock.acquire(timeout=poll):
+            if cancel is not None and cancel():
+                raise CancelledError("stopped while the model was busy with another task")
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 class ConversationCache:
     """Model chat sessions per conversation, a few at a time (LRU); use from one thread."""
 
@@ -234,15 +259,18 @@ class ConversationCache:
         self._sessions: OrderedDict = OrderedDict()
 
     def ask(self, engine, q: Question, cancel: Callable[[], bool] | None = None,
-            on_token: Callable[[str], None] | None = None):
+            on_token: Callable[[str], None] | None = None, on_wait: Callable[[], None] | None = None):
         """Answer ``q`` with ``engine`` (a chat-capable engine such as `MedplibEngine`); returns
-        ``(ChatTurn, turns replayed)``. Raises `CancelledError` when ``cancel()`` turns True."""
+        ``(ChatTurn, turns replayed)``. Raises `CancelledError` when ``cancel()`` turns True,
+        also while waiting for the engine's ``model_lock`` (another user of the shared model
+        holds it: ``on_wait()`` is called once, so a GUI can say so)."""
         skey = (q.scan, q.key)
         replayed = 0
-        q.started = time.perf_counter()  # the answer's time counts from here (not the model load)
-        with engine.model_lock:
+        signature = (q.signature, id(engine))  # a session of another model never answers
+        with model_turn(engine.model_lock, cancel, on_wait):
+            q.started = time.perf_counter()  # the answer's time counts from here (not the wait)
             entry = self._sessions.get(skey)
-            if entry is None or entry[0] != q.signature or len(entry[1].turns) != len(q.history):
+            if entry is None or entry[0] != signature or len(entry[1].turns) != len(q.history):
                 self._sessions.pop(skey, None)
                 chat = engine.encode(q.image).chat(self.settings)
                 for text, regions, answer in q.history:
@@ -251,7 +279,7 @@ class ConversationCache:
                     chat.ask(text, regions=regions,
                              generation=replace(chat.settings.generation, forced_answer=answer))
                 replayed = len(q.history)
-                entry = (q.signature, chat)
+                entry = (signature, chat)
                 self._sessions[skey] = entry
                 while len(self._sessions) > self.max_sessions:
                     self._sessions.popitem(last=False)

@@ -75,4 +75,6 @@ class SessionEvents(Events):
         "chat": "the chat transcript changed",
         "view_state": "a project brought back its view state [dict]",
         "changed": "anything worth saving changed (revision bumped)",
+        "save_state": "a save target was saved, located or forgotten (see `SaveState`)",
+        "focus": "the slice the user works on changed [orientation, index]",
     }

@@ -2,7 +2,9 @@
 
 The project format itself (folders, generations, atomic commit) is `medplib_core.project.format`;
 this module only maps a session onto it: scan reference, labels and voxels, prompt records,
-the chat transcript and the view state (with the active label and window).
+the chat transcript and the view state (with the active label and window). The project folder
+the session is saved to goes into ``meta["project_folder"]``, so an autosave snapshot restored
+after a crash still knows which project its work belongs to.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..annotation import LabelSet
-from ..project import Project, save_project, scan_reference
+from ..project import Project, project_folder, save_project, scan_reference
 from .save_state import SaveTarget
 
 
@@ -23,9 +25,11 @@ def to_project(session, copy: bool = True) -> Project:
     if session.view_state_provider is not None:
         session.view_state.update(session.view_state_provider())
     view = dict(session.view_state, active_label=session.active_value, window=list(session.window))
+    folder = session.save_state.location(SaveTarget.PROJECT)
     return Project(scan=scan_reference(session.volume, session.path, session.series),
                    labels=LabelSet.from_list(session.labels.to_list()), label_array=arr,
-                   prompts=list(session.prompts), chat=session.chat.to_json(), view=view)
+                   prompts=list(session.prompts), chat=session.chat.to_json(), view=view,
+                   meta={"project_folder": folder} if folder else {})
 
 
 def project_job(session, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -42,8 +46,12 @@ def project_job(session, fn: Callable[..., Any]) -> Callable[..., Any]:
     return job
 
 
-def load_into(session, volume, project: Project) -> None:
-    """Open ``volume`` in ``session`` with the project's labels, prompts, chat and view state."""
+def load_into(session, volume, project: Project, folder: str | Path | None = None) -> None:
+    """Open ``volume`` in ``session`` with the project's labels, prompts, chat and view state.
+
+    ``folder``: the project folder it was read from (the project target then holds this state);
+    without one (a recovered autosave) the session belongs to the project named in its meta,
+    with changes that project does not have yet."""
     if tuple(project.label_array.shape) != tuple(volume.shape):
         raise ValueError(f"the project's labels {tuple(project.label_array.shape)} do not fit "
                          f"the scan {tuple(volume.shape)}")
@@ -56,12 +64,20 @@ def load_into(session, volume, project: Project) -> None:
         session.set_window(*project.view["window"])
     if project.view.get("active_label") in session.labels:
         session.set_active(int(project.view["active_label"]))
+    if folder is not None:
+        session.save_state.saved(SaveTarget.PROJECT, location=str(project_folder(folder)))
+    else:
+        session.save_state.locate(SaveTarget.PROJECT, project.meta.get("project_folder"))
     session.events.view_state.emit(session.view_state)
 
 
 def save(session, folder: str | Path) -> Path:
-    """Save ``session`` as a project folder; the project target is then clean."""
+    """Save ``session`` as a project folder (or the folder of the project.json named); the
+    project target is then clean and located there."""
+    folder = project_folder(folder)
     mark = session.save_state.mark()
-    path = save_project(folder, to_project(session))
-    session.save_state.saved(SaveTarget.PROJECT, mark)
+    project = to_project(session)
+    project.meta["project_folder"] = str(folder)
+    path = save_project(folder, project)
+    session.save_state.saved(SaveTarget.PROJECT, mark, location=str(folder))
     return path

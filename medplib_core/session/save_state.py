@@ -6,6 +6,10 @@ compares revisions: any persistent change since (labels, prompts, chat). ``label
 compares history positions: the labels and voxels differ from the saved ones, so undoing back
 to the saved point is clean again. A save starts with ``mark()`` (taken on the session's
 thread) and, once written, records it with ``saved(target, mark)``.
+
+A target may also have a ``location`` (the project folder it is saved to): it belongs to the
+session, so the title, Save and a restored autosave all know which project the work is part of,
+and opening another scan forgets it. Every change is announced on ``session.events.save_state``.
 """
 
 from __future__ import annotations
@@ -33,22 +37,48 @@ class SaveState:
     def __init__(self, session):
         self.session = session
         self._saved: dict[SaveTarget, Mark] = {}
+        self._where: dict[SaveTarget, str] = {}
 
     def mark(self) -> Mark:
         """The session's state now (take it when a save starts)."""
         s = self.session
         return Mark(s.revision, s.history.state if s.history is not None else 0)
 
-    def saved(self, target: SaveTarget, mark: Mark | None = None) -> None:
-        """``target`` now holds the state ``mark`` (default: the state now)."""
+    def saved(self, target: SaveTarget, mark: Mark | None = None, location: str | None = None) -> None:
+        """``target`` now holds the state ``mark`` (default: the state now); ``location``: where
+        it was written (kept until another location or `forget`)."""
         self._saved[SaveTarget(target)] = mark or self.mark()
+        if location is not None:
+            self._where[SaveTarget(target)] = str(location)
+        self._announce()
+
+    def locate(self, target: SaveTarget, location: str | None) -> None:
+        """``target`` lives at ``location`` (None: nowhere yet) without holding this state (a
+        restored autosave belongs to a project that does not have its changes)."""
+        if location:
+            self._where[SaveTarget(target)] = str(location)
+        else:
+            self._where.pop(SaveTarget(target), None)
+        self._announce()
+
+    def location(self, target: SaveTarget) -> str | None:
+        """Where ``target`` is saved (a project folder), or None."""
+        return self._where.get(SaveTarget(target))
 
     def forget(self, target: SaveTarget | None = None) -> None:
-        """``target`` (or every target) holds nothing of this session: it is dirty."""
+        """``target`` (or every target) holds nothing of this session and lives nowhere."""
         if target is None:
             self._saved.clear()
+            self._where.clear()
         else:
             self._saved.pop(SaveTarget(target), None)
+            self._where.pop(SaveTarget(target), None)
+        self._announce()
+
+    def _announce(self) -> None:
+        events = getattr(self.session, "events", None)
+        if events is not None:
+            events.save_state.emit()
 
     def holds(self, target: SaveTarget) -> bool:
         """True when ``target`` holds some state of this session (saved at least once)."""

@@ -77,6 +77,7 @@ class AnnotationSession:
         self.chat = SessionChat(self)
         self.view_state: dict[str, Any] = {}  # layout, slices, zoom: kept for the project file
         self.view_state_provider: Callable[[], dict[str, Any]] | None = None  # the viewer's, if any
+        self.focus: tuple[str, int] | None = None  # the slice the user works on (see `set_focus`)
         self.counts: dict[int, int] = {}
         self.revision = 0  # bumps on every change worth saving
         self.label_revision = 0  # bumps whenever the label overlay must be redrawn
@@ -106,6 +107,7 @@ class AnnotationSession:
         self.prompts = []
         self.chat.reset()
         self.view_state = {}
+        self.focus = None
         self._ids = itertools.count(1)
         self.active_value = next(iter(labels)).value if len(labels) else 0
         self.window = tuple(volume.window or (0.0, 1.0))  # type: ignore[assignment]
@@ -135,6 +137,14 @@ class AnnotationSession:
             k = n_slices(vol, orientation) // 2 if index is None else int(index)
             plane = slice_geometry(vol, orientation, k).take(vol.array)
         return self._windowing.apply(plane, *(window or self.window))
+
+    def set_focus(self, orientation: str, index: int) -> None:
+        """The displayed slice the user works on (the view with the keyboard focus or drawn on
+        last): chat questions are about it. Announced when it changes."""
+        focus = (str(orientation), int(index))
+        if focus != self.focus:
+            self.focus = focus
+            self.events.focus.emit(*focus)
 
     def _scan(self) -> Volume:
         if self.volume is None:
@@ -184,6 +194,18 @@ class AnnotationSession:
         lab = self.labels.add(None)
         self.set_active(lab.value)
         return lab.value
+
+    def label_named(self, name: str, create: bool = True, own_step: bool = True) -> int:
+        """The value of the label called ``name`` (case and spacing ignored), added when there
+        is none and ``create`` (``own_step`` as in `ensure_label`); 0 when there is none."""
+        want = " ".join(str(name).split()).lower()
+        for lab in self.labels:
+            if " ".join(lab.name.split()).lower() == want:
+                return lab.value
+        if not create:
+            return 0
+        name = " ".join(str(name).split())
+        return self.add_label(name).value if own_step else self.labels.add(name).value
 
     def update_label(self, value: int, description: str = "change label", **changes: Any) -> None:
         """Change a label's fields; an undo step unless only its visibility changed."""
@@ -250,6 +272,16 @@ class AnnotationSession:
         if self.history.push(edit.description if edit else "add label", edit, before, self.labels.to_list()):
             self.events.history.emit()
         return edit
+
+    def locked_under(self, mask2d: np.ndarray, orientation: str, index: int) -> dict[int, int]:
+        """Voxels of locked labels under a 2D mask of a displayed slice, per label value: what
+        an edit there keeps (so the user can be told)."""
+        locked = self.labels.locked_values() if self.labelmap is not None else []
+        if not len(locked):
+            return {}
+        plane = plane_view(self._scan(), orientation, index)(self.labelmap.array)
+        under = plane[np.asarray(mask2d, dtype=bool)]
+        return {int(v): int(np.count_nonzero(under == v)) for v in locked if np.any(under == v)}
 
     def undo(self) -> bool:
         return self._move(undo=True)
@@ -377,12 +409,18 @@ class AnnotationSession:
         return None if job is None else self.finish_accept(job, self.write_accept(job))
 
     def begin_accept(self) -> AcceptJob | None:
-        """Check that the proposal can be accepted; the job for `write_accept`, or None."""
+        """Check that the proposal can be accepted; the job for `write_accept`, or None.
+
+        The label is the one the proposal names (a chat answer to "Segment the liver" goes into
+        "liver", added if needed), else the active one."""
         p = self.proposal
         if p is None or self.volume is None:
             return None
         before = self.labels.to_list()
-        value = self.ensure_label(own_step=False)  # a label made here undoes with the accept
+        target = p.record.provenance.get("target")  # a grounded mask of a named structure
+        # a label made here undoes with the accept
+        value = self.label_named(target, own_step=False) if target else self.ensure_label(own_step=False)
+        self.set_active(value)
         lab = self.labels[value]
         if lab.locked:
             raise LockedLabelError(f"label '{lab.name}' is locked: pick or add another label, or unlock it")
@@ -434,9 +472,10 @@ class AnnotationSession:
         """``fn(project, *args)`` for a worker; see `project_io.project_job`."""
         return project_io.project_job(self, fn)
 
-    def load_project(self, volume: Volume, project) -> None:
-        """Open ``volume`` with a saved project's labels, prompts, chat and view state."""
-        project_io.load_into(self, volume, project)
+    def load_project(self, volume: Volume, project, folder=None) -> None:
+        """Open ``volume`` with a saved project's labels, prompts, chat and view state;
+        ``folder``: where it was read from (see `project_io.load_into`)."""
+        project_io.load_into(self, volume, project, folder)
 
     def save(self, folder) -> Any:
         """Save as a project folder (atomically); returns the project.json path."""
