@@ -31,11 +31,13 @@ class EngineState(TextEnum):
     ERROR = "error"  # the engine could not be built
 
 
-def default_engine_factory(name: str | None = None) -> SegmentationEngine:
-    """The engine named by $MEDPLIB_STUDIO_ENGINE, else ``name`` (the "engine" setting), else LiteMedSAM."""
-    from medplib_core.engines.registry import create_engine
+def default_engine_factory(name: str | None = None, settings=None) -> SegmentationEngine:
+    """The engine named by $MEDPLIB_STUDIO_ENGINE, else ``name`` (the "engine" setting), else
+    LiteMedSAM; in this process, or on the engine server that ``settings`` name (Settings ▸ Engine…)."""
+    from medplib_core.server.location import EngineLocation, segmentation_engine
 
-    return create_engine(os.environ.get("MEDPLIB_STUDIO_ENGINE") or name or "litemedsam")
+    name = os.environ.get("MEDPLIB_STUDIO_ENGINE") or name or "litemedsam"
+    return segmentation_engine(EngineLocation.from_settings(settings), name)
 
 
 class EngineController(QObject):
@@ -217,6 +219,17 @@ class EngineController(QObject):
     def run(self, fn: Callable, *args, **kwargs):
         """Run other engine work (e.g. propagation) on the engine thread; see `TaskRunner.submit`."""
         return self.runner.submit(fn, *args, **kwargs)
+
+    def reload(self) -> None:
+        """Build the engine again (its location changed): the old one is closed on the engine
+        thread after whatever it was doing."""
+        old, self.engine = self.engine, None
+        self.abandon()
+        self._poll.stop()
+        if old is not None:
+            self.runner.submit(old.close, name="close engine")
+        self.state = EngineState.NOT_LOADED
+        self.load()
 
     def shutdown(self) -> None:
         """Stop background encoding and wait for the engine thread (before the app exits, so no

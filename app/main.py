@@ -22,6 +22,8 @@ def add_arguments(p: argparse.ArgumentParser, with_path: bool = True) -> argpars
     p.add_argument("--no-engine", action="store_true", help="do not load the segmentation model")
     p.add_argument("--engine", choices=("litemedsam", "medplib"),
                    help="segmentation engine for this run (default: the saved setting, else LiteMedSAM)")
+    p.add_argument("--server", metavar="URL", help="run the engines on a `medplib-studio serve` at URL "
+                   "for this run (token: $MEDPLIB_SERVER_TOKEN)")
     return p
 
 
@@ -36,6 +38,8 @@ def argv_from(ns: argparse.Namespace) -> list[str]:
         argv.append("--no-engine")
     if getattr(ns, "engine", None):
         argv += ["--engine", ns.engine]
+    if getattr(ns, "server", None):
+        argv += ["--server", ns.server]
     return argv
 
 
@@ -87,11 +91,21 @@ def main(argv: list[str] | None = None) -> int:
     from .automation import run_hook
     from .main_window import MainWindow
 
+    if args.server:  # both engines on that server for this run (the settings stay as saved)
+        import os
+
+        from medplib_core.server.location import URL_ENV
+
+        os.environ[URL_ENV] = args.server
     factory = None
     if args.engine:
-        from medplib_core.engines.registry import create_engine
+        from medplib_core.server.location import EngineLocation, segmentation_engine
 
-        factory = lambda: create_engine(args.engine)  # noqa: E731  (the command line wins)
+        from .settings import Settings
+
+        # the command line wins over $MEDPLIB_STUDIO_ENGINE and the "engine" setting; where it
+        # runs is still Settings ▸ Engine… (or --server)
+        factory = lambda: segmentation_engine(EngineLocation.from_settings(Settings()), args.engine)  # noqa: E731
     win = MainWindow(engine_factory=factory, load_engine=not args.no_engine)
     win.show()
     path = args.path

@@ -76,7 +76,7 @@ class MainWindow(FileCommands, QMainWindow):
         self.setStatusBar(self.status)
         if engine_factory is None:
             name = self.settings.get("engine", "litemedsam", str)
-            engine_factory = lambda: default_engine_factory(name)  # noqa: E731
+            engine_factory = lambda: default_engine_factory(name, self.settings)  # noqa: E731
         self.engine = EngineController(self.doc, engine_factory, self)
         self.segment = SegmentController(self.doc, self.engine, self)
         for v in self.viewer.views:

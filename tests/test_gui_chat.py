@@ -42,6 +42,9 @@ def make_win(qtbot, make_window, tmp_path, monkeypatch):
         settings = {} if paths is None else {
             f"medplib/{key}": str(val) for key, val in (("checkpoint", paths.checkpoint), ("clip", paths.clip),
                                                         ("sam", paths.sam), ("device", "cpu"))}
+        # the model in this process, so the test can slow its answers down (the separate engine
+        # process, the default, is tested in test_gui_engine_process.py)
+        settings["engine/medplib_process"] = False
         w = make_window(size=(1300, 860), settings=settings, scan=scan if open_scan else None)
         panel = install_chat_panel(w)  # installed with the window: this returns it
         qtbot.waitUntil(lambda: not open_scan or panel.key is not None, timeout=20000)

@@ -185,3 +185,31 @@ def test_medplib_predicts_and_answers_at_once_all_finish(tiny_demo):
         assert all(r.mask.shape == (40, 50) for r in done[2:])
     finally:
         host.close()
+
+
+def test_engine_location_from_settings_environment_and_session(monkeypatch):
+    from medplib_core.server import location as loc_mod
+    from medplib_core.server.location import LOCATION_KEY, PROCESS_KEY, URL_KEY, EngineLocation
+
+    class Prefs(dict):
+        def set(self, key, value):
+            self[key] = value
+
+    monkeypatch.setattr(loc_mod, "_keyring_get", lambda url: None)  # never the user's keyring
+    monkeypatch.setattr(loc_mod, "_session_tokens", {})
+    prefs = Prefs()
+    loc = EngineLocation.from_settings(prefs, env={})
+    assert (loc.where, loc.medplib_process, loc.problems()) == ("local", True, [])
+    prefs.update({LOCATION_KEY: "server", URL_KEY: "gpu-box:8765/", PROCESS_KEY: "false"})
+    loc = EngineLocation.from_settings(prefs, env={})
+    assert loc.remote and not loc.medplib_process and len(loc.problems()) == 2  # scheme, token
+    loc = EngineLocation("server", "https://gpu-box:8765", "s3cret", "dialog")
+    monkeypatch.setattr("medplib_core.pacs.credentials.keyring_status", lambda: (False, "none here"))
+    assert loc.save(prefs) == "session" and prefs[URL_KEY] == "https://gpu-box:8765"
+    again = EngineLocation.from_settings(prefs, env={})
+    assert (again.token, again.token_source, again.problems()) == ("s3cret", "session", [])
+    assert "s3cret" not in repr(again)
+    env = {"MEDPLIB_SERVER_TOKEN": "from-env", "MEDPLIB_SERVER_URL": "http://10.0.0.5:8765"}
+    over = EngineLocation.from_settings(Prefs(), env=env)
+    assert (over.where, over.url, over.token, over.token_source) == ("server", "http://10.0.0.5:8765",
+                                                                      "from-env", "environment")

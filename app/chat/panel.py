@@ -92,6 +92,7 @@ class ChatPanel(ChatPanelUI):
             ChatState.BUSY: ("Waiting: the model is busy with another task (Stop cancels)"
                              if message.startswith("waiting") else "Answering… (Stop or Esc cancels)"),
             ChatState.ERROR: f'<span style="color:#b00020">⚠ {html.escape(message)}</span>',
+            ChatState.LOST: f'<span style="color:#b00020"><b>⚠ {html.escape(message)}</b></span>',
         }
         self.state_label.setText(texts.get(state, html.escape(message)))
         self.state_label.setToolTip(message)
@@ -130,6 +131,31 @@ class ChatPanel(ChatPanelUI):
         self.setup_dialog = dlg
         dlg.open()
         return dlg
+
+    def open_engine_setup(self):
+        """Settings ▸ Engine…: on this computer or on a server; saving moves both engines."""
+        from ..engine_setup import EngineSetupDialog
+
+        from medplib_core.server.location import EngineLocation
+
+        dlg = EngineSetupDialog(self.settings, self)
+        dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        before = EngineLocation.from_settings(self.settings)
+        dlg.accepted.connect(lambda: self._engine_moved(before))
+        dlg.finished.connect(lambda *_: self.win.activateWindow())
+        self.setup_dialog = dlg
+        dlg.open()
+        return dlg
+
+    def _engine_moved(self, before) -> None:
+        from medplib_core.server.location import EngineLocation
+
+        now = EngineLocation.from_settings(self.settings)
+        if (now.where, now.url, now.token, now.medplib_process) != \
+                (before.where, before.url, before.token, before.medplib_process) and not self.busy:
+            self.ctl.unload()
+        if (now.where, now.url, now.token) != (before.where, before.url, before.token):
+            self.win.engine.reload()  # LiteMedSAM moves too
 
     def _setup_saved(self) -> None:
         if self.ctl.ready and not self.busy:

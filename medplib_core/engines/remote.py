@@ -29,16 +29,20 @@ POLL_S = 0.1
 
 class RemoteEngine(SegmentationEngine):
     def __init__(self, url: str, engine: str = "litemedsam", token: str | None = None,
-                 connection: Connection | None = None, **connection_options: Any):
+                 connection: Connection | None = None, mark_server: bool = True,
+                 **connection_options: Any):
+        """``mark_server``: name the server in `info` and in every provenance record (off for
+        the application's own local engine process, whose results are the in-process ones)."""
         self.conn = connection or Connection(url, token, **connection_options)
         self.key = engine
+        self.mark_server = mark_server
         served = {e["key"]: e for e in self.conn.info.get("engines", [])}
         if engine not in served:
             raise MedplibError(f"the engine server at {self.conn.url} serves "
                                f"{', '.join(served) or 'no engine'}, not {engine!r}")
         d = served[engine]
-        self._info = EngineInfo(d["name"], d["version"], d["weights"], d["weights_sha256"],
-                                f"{d['device']} at {self.conn.url}")
+        device = f"{d['device']} at {self.conn.url}" if mark_server else d["device"]
+        self._info = EngineInfo(d["name"], d["version"], d["weights"], d["weights_sha256"], device)
         known = {c.value for c in Capability}
         self.capabilities = frozenset(Capability(c) for c in d["capabilities"] if c in known)
         self._uploaded: set[str] = set()
@@ -90,15 +94,21 @@ class RemoteEngine(SegmentationEngine):
         return RemoteEngineSession(self, ident, arr, tuple(out["image_shape"]))
 
     def is_cached(self, image: np.ndarray) -> bool | None:
+        """Asked by status readouts on a GUI thread: never waits for a lost server (None) and
+        never more than half a second for a live one."""
+        if not self.conn.connected:
+            return None
         arr = wire.as_slice(image)
         ident = wire.image_id(arr)
         with self._lock:
             if ident not in self._uploaded:
                 return False
         try:
-            return self.conn.request("GET", f"{self._path('cached')}/{ident}")["cached"]
+            return self.conn.request("GET", f"{self._path('cached')}/{ident}", timeout=0.5)["cached"]
         except UnknownOnServer:
             return False
+        except MedplibError:
+            return None
 
     def preencode(self, images: Iterable[np.ndarray | Callable[[], np.ndarray]]) -> None:
         if not self.supports(Capability.PREENCODE):
@@ -185,7 +195,7 @@ class RemoteEngineSession(EngineSession):
         out = eng.on_image(self.image_id, self.image,
                            lambda: eng.conn.request("POST", eng._path("predict"), body))
         mask = wire.mask_from_payload(out["mask"], "mask")
-        prov = dict(out["provenance"], server=eng.conn.url)
+        prov = dict(out["provenance"], server=eng.conn.url) if eng.mark_server else out["provenance"]
         return SegResult(mask, float(out["score"]), prov, out.get("reason"))
 
     def chat(self, settings: Any = None):

@@ -153,9 +153,9 @@ class RemoteChatSession:
                 self._cid = None  # the server lost it (restart, expiry): rebuild it from history
                 continue
             except EngineConnectionError as exc:
-                self._cid = None
-                raise EngineConnectionError(f"{exc} (while MedPLIB was answering; "
-                                            "ask again once the server is back)") from exc
+                self._cid = None  # the next question reconnects and rebuilds the conversation
+                raise EngineConnectionError(str(exc).replace(
+                    "engine connection lost:", "engine connection lost while MedPLIB was answering:", 1)) from exc
             self.turns.append(turn)
             self._history.append({"question": text, "regions": regs, "answer": turn.text})
             return turn
@@ -168,7 +168,9 @@ class RemoteChatSession:
                 on_token(data["text"])
             elif event == "turn":
                 masks = [wire.mask_from_payload(m, "masks") for m in data["masks"]]
-                prov = dict(data["provenance"], server=self.conn.url, conversation=cid)
+                prov = data["provenance"]
+                if self.engine.mark_server:
+                    prov = dict(prov, server=self.conn.url, conversation=cid)
                 return ChatTurn(data["question"], data["text"], masks, list(data["scores"]), prov,
                                 data["stop_reason"])
             elif event == "cancelled":
@@ -182,8 +184,7 @@ class RemoteChatSession:
             if cancel is not None and not asked_to_stop and cancel():
                 self.conn.request("POST", f"/v1/conversations/{cid}/cancel")
                 asked_to_stop = True
-        raise EngineConnectionError(f"engine connection lost: the answer stream from {self.conn.url} "
-                                    "ended without its last event")
+        raise EngineConnectionError(f"engine connection lost: the answer stream ended early ({self.conn.url})")
 
     def reset(self) -> None:
         """Forget the conversation (the server keeps the image encoding)."""

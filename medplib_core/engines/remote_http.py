@@ -118,25 +118,26 @@ class Connection:
 
     def _lost(self, exc: Exception, doing: str) -> EngineConnectionError:
         self._connected = False
-        why = f"{type(exc).__name__}: {exc}"
+        why = _reason(exc)
         if not self.connects:
             return EngineConnectionError(f"cannot reach the engine server at {self.url} ({why}); "
                                          "is `medplib-studio serve` running there?")
-        return EngineConnectionError(f"engine connection lost: {doing} {self.url} failed ({why}); "
-                                     "it reconnects when the server is back")
+        return EngineConnectionError(f"engine connection lost: {why} ({doing} {self.url})")
 
     # ----- requests -------------------------------------------------------------------------
-    def request(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+    def request(self, method: str, path: str, body: Any = None, timeout: float | None = None) -> dict[str, Any]:
         """A JSON request; reconnects first when the last one lost the connection."""
         if not self._connected:
             self.connect()
-        return self._send(method, path, body)
+        return self._send(method, path, body, timeout=timeout)
 
-    def _send(self, method: str, path: str, body: Any = None, handshake: bool = False) -> dict[str, Any]:
+    def _send(self, method: str, path: str, body: Any = None, handshake: bool = False,
+              timeout: float | None = None) -> dict[str, Any]:
         deadline = time.monotonic() + self.busy_wait_s
+        extra = {} if timeout is None else {"timeout": timeout}
         while True:
             try:
-                r = self._http.request(method, path, json=body)
+                r = self._http.request(method, path, json=body, **extra)
             except httpx.TransportError as exc:
                 raise self._lost(exc, f"{method} {path} on") from exc
             if r.status_code in (429, 503) and time.monotonic() < deadline:
@@ -179,8 +180,9 @@ class Connection:
         except (ValueError, AttributeError):
             code, detail, field = "", r.text[:200], None
         if r.status_code == 401:
-            return EngineAuthError(f"the engine server at {self.url} refused the connection: {detail or 'no token'}"
-                                   f" (set {TOKEN_ENV} to the token `medplib-studio serve` printed)")
+            why = (detail or "no token was sent").split(":")[0]
+            return EngineAuthError(f"the engine server at {self.url} refused the token ({why}): use the "
+                                   f"token `medplib-studio serve` printed ({TOKEN_ENV}, or Settings ▸ Engine…)")
         if code == "api_version_mismatch":
             return EngineVersionError(detail)
         if r.status_code == 404 and code.endswith("_unknown") and code != "engine_unknown":
@@ -195,6 +197,17 @@ class Connection:
 
     def close(self) -> None:
         self._http.close()
+
+
+def _reason(exc: Exception) -> str:
+    """A lost connection in words (the exception's own text stays in the chained traceback)."""
+    if isinstance(exc, httpx.ConnectError):
+        return "nothing answers there"
+    if isinstance(exc, httpx.TimeoutException):
+        return "no answer in time"
+    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)):
+        return "the connection was cut"
+    return type(exc).__name__
 
 
 def _retry_after(r: httpx.Response) -> float:
