@@ -11,7 +11,6 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QWidget
 
 import medplib_core
-from medplib_core.annotation import PromptStatus
 from medplib_core.errors import LoadError
 from medplib_core.pacs import is_url
 from medplib_core.export import export_labels, import_labels
@@ -192,7 +191,7 @@ class FileController(QObject):
         if self.session.volume is None:
             return None
         vol = self.session.volume
-        extra = {"prompts": [r.to_json() for r in self.session.prompts if r.status is PromptStatus.ACCEPTED]}
+        extra = self.session.export_extra()
         job = self.session.project_job(lambda p: export_labels(path, p.label_array, vol, p.labels, extra))
 
         def done(written):

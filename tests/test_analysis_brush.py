@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from medplib_core import load
-from medplib_core.analysis.brush import brush_2d, brush_ball, footprint
+from medplib_core.analysis.brush import brush_2d, brush_ball, brush_balls, footprint
 from medplib_core.annotation import LabelMap, LabelSet
 from medplib_core.errors import MedplibError
 from medplib_core.slicing import slice_geometry
@@ -99,3 +99,24 @@ def test_value_range_brush_on_the_ct(shared_data):
     colour = Volume(np.zeros((1, 5, 5, 3), np.uint8))
     with pytest.raises(MedplibError, match="colour"):
         brush_2d(colour, "axial", 0, [(2, 2)], 1.0, value_range=(0, 10))
+
+
+def test_ball_stroke_is_the_union_of_balls_along_the_drag():
+    vol = Volume(np.zeros((30, 40, 50), np.int16), spacing=(0.6, 0.8, 1.5), origin=(-3, 2, 9),
+                 direction=_oblique())
+    a, b = vol.index_to_world([10.2, 12.0, 8.0]), vol.index_to_world([35.0, 25.5, 20.3])
+    stamp = brush_balls(vol, [a, b], 4.0)
+    arr = np.zeros(vol.shape, np.uint16)
+    stamp.view(arr)[stamp.mask] = 1
+    k, j, i = np.indices(vol.shape)
+    world = vol.index_to_world(np.stack([i, j, k], -1).reshape(-1, 3)).reshape(vol.shape + (3,))
+    # distance of every voxel centre to the segment a-b, in world mm
+    ab = b - a
+    t = np.clip(((world - a) @ ab) / (ab @ ab), 0, 1)
+    dist = np.linalg.norm(world - (a + t[..., None] * ab), axis=-1)
+    painted = arr == 1
+    assert np.all(dist[painted] <= 4.0 + 1e-9)  # nothing outside the swept ball
+    # the dense balls cover the capsule except a sliver at its surface (samples are r/4 apart)
+    assert np.all(painted[dist <= 4.0 * 0.95])
+    one = brush_balls(vol, [a], 4.0)
+    np.testing.assert_array_equal(one.mask, brush_ball(vol, a, 4.0).mask)

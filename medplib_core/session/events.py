@@ -75,4 +75,5 @@ class SessionEvents(Events):
         "chat": "the chat transcript changed",
         "view_state": "a project brought back its view state [dict]",
         "changed": "anything worth saving changed (revision bumped)",
+        "measurements": "a ruler or ROI was added, changed or removed (or the list restored)",
     }

@@ -2,7 +2,8 @@
 
 The project format itself (folders, generations, atomic commit) is `medplib_core.project.format`;
 this module only maps a session onto it: scan reference, labels and voxels, prompt records,
-the chat transcript and the view state (with the active label and window).
+the chat transcript and the view state (with the active label and window). Measurements go into
+``meta["measurements"]`` (their `to_dict`s).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ def to_project(session, copy: bool = True) -> Project:
     view = dict(session.view_state, active_label=session.active_value, window=list(session.window))
     return Project(scan=scan_reference(session.volume, session.path, session.series),
                    labels=LabelSet.from_list(session.labels.to_list()), label_array=arr,
-                   prompts=list(session.prompts), chat=session.chat.to_json(), view=view)
+                   prompts=list(session.prompts), chat=session.chat.to_json(), view=view,
+                   meta={"measurements": session.measurements.to_list()} if len(session.measurements) else {})
 
 
 def project_job(session, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -52,6 +54,7 @@ def load_into(session, volume, project: Project) -> None:
     session.restore_records(project.prompts)
     session.view_state = dict(project.view)
     session.chat.load(project.chat)
+    session.measurements.load(project.meta.get("measurements", []))
     if project.view.get("window"):
         session.set_window(*project.view["window"])
     if project.view.get("active_label") in session.labels:
