@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from medplib_core import load
-from medplib_core.analysis.brush import brush_2d, brush_ball, brush_balls, footprint
+from medplib_core.analysis.brush import brush_2d, brush_ball, brush_balls, footprint, limit_to_range, stamp_stroke
 from medplib_core.annotation import LabelMap, LabelSet
 from medplib_core.errors import MedplibError
 from medplib_core.slicing import slice_geometry
@@ -120,3 +120,23 @@ def test_ball_stroke_is_the_union_of_balls_along_the_drag():
     assert np.all(painted[dist <= 4.0 * 0.95])
     one = brush_balls(vol, [a], 4.0)
     np.testing.assert_array_equal(one.mask, brush_ball(vol, a, 4.0).mask)
+
+
+def test_stroke_preview_equals_the_stroke_and_range_limit():
+    vol = Volume(np.arange(20 * 30 * 40, dtype=np.int16).reshape(20, 30, 40) % 97, spacing=(0.5, 0.9, 2.5),
+                 direction=_oblique())
+    for orientation in ("axial", "coronal", "sagittal"):
+        g = slice_geometry(vol, orientation, 5)
+        points = [(3.0, 2.0), (g.shape[0] - 4.0, g.shape[1] / 2), (g.shape[0] / 2, g.shape[1] - 1.0)]
+        stroke = brush_2d(vol, orientation, 5, points, 3.0)
+        full = np.zeros(vol.shape, bool)
+        stroke.view(full)[stroke.mask] = True
+        preview = np.zeros(g.shape, bool)
+        for a, b in zip(points[:-1], points[1:]):  # segment by segment, as the mouse moves
+            stamp_stroke(preview, g.pixel_spacing, [a, b], 3.0)
+        np.testing.assert_array_equal(preview, g.take(full))
+        limited = brush_2d(vol, orientation, 5, points, 3.0, value_range=(10, 40))
+        full[:] = False
+        limited.view(full)[limited.mask] = True
+        np.testing.assert_array_equal(limit_to_range(preview, g.take(vol.array), (40, 10)), g.take(full))
+    np.testing.assert_array_equal(limit_to_range(preview, g.take(vol.array), None), preview)

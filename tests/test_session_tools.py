@@ -112,6 +112,12 @@ def test_brush_stamps_paint_as_undoable_edits(session, ct):
     assert session.counts.get(1, 0) == painted.sum() - np.count_nonzero(ball.view(painted.copy())[ball.mask])
     assert session.undo() and session.counts[1] == painted.sum()
     assert session.undo() and not session.labelmap.array.any()
+    # a stroke mask from the canvas, limited to the range by the session
+    plane = np.zeros(g.shape, bool)
+    plane[30:90, 30:90] = True
+    session.paint(plane, "axial", 6, value_range=(hi, lo))
+    shown = g.take(vol.array)
+    np.testing.assert_array_equal(g.take(session.labelmap.array) == 1, plane & (shown >= lo) & (shown <= hi))
 
 
 def test_fill_between_slices_is_a_proposal_accepted_into_the_label(session, ct):

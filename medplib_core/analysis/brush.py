@@ -49,6 +49,43 @@ def _within(values: np.ndarray, value_range: tuple[float, float] | None) -> np.n
     return (values >= lo) & (values <= hi)
 
 
+def _dense_2d(points, pixel_spacing: tuple[float, float], radius_mm: float) -> np.ndarray:
+    """Stroke points (row, col) with the segments between them sampled no further apart than a
+    quarter radius (a drag of any speed leaves no gaps)."""
+    pts = np.atleast_2d(np.asarray(points, dtype=float))
+    if len(pts) > 1:
+        step_px = max(0.25 * radius_mm / max(pixel_spacing), 0.5)
+        dense = [pts[0]]
+        for a, b in zip(pts[:-1], pts[1:]):
+            n = int(np.ceil(np.linalg.norm(b - a) / step_px))
+            dense.extend(a + (b - a) * t for t in np.linspace(0, 1, n + 1)[1:])
+        pts = np.array(dense)
+    return pts
+
+
+def stamp_stroke(plane: np.ndarray, pixel_spacing: tuple[float, float], points, radius_mm: float) -> None:
+    """Add a stroke's discs (as `brush_2d` paints them) into a bool ``plane`` of a view, in place:
+    the stroke preview a canvas draws while the mouse moves (one segment at a time)."""
+    disc = footprint(pixel_spacing, radius_mm)
+    hr, hc = disc.shape[0] // 2, disc.shape[1] // 2
+    for r, c in np.unique(np.round(_dense_2d(points, pixel_spacing, radius_mm)).astype(int), axis=0):
+        r0, c0 = r - hr, c - hc
+        sr = slice(max(-r0, 0), min(disc.shape[0], plane.shape[0] - r0))
+        sc = slice(max(-c0, 0), min(disc.shape[1], plane.shape[1] - c0))
+        if sr.start < sr.stop and sc.start < sc.stop:
+            plane[r0 + sr.start: r0 + sr.stop, c0 + sc.start: c0 + sc.stop] |= disc[sr, sc]
+
+
+def limit_to_range(mask: np.ndarray, values: np.ndarray, value_range: tuple[float, float] | None) -> np.ndarray:
+    """``mask`` where ``values`` (the scan under it) lie in ``value_range`` (either order), e.g.
+    a stroke kept inside an HU window; the mask itself without a range."""
+    if value_range is None:
+        return np.asarray(mask, bool)
+    if values.ndim != np.ndim(mask):
+        raise MedplibError("a value-range brush needs a grey-value scan, not a colour image")
+    return np.asarray(mask, bool) & _within(values, value_range)
+
+
 def brush_2d(volume: Volume, orientation: str, index: int, points, radius_mm: float,
              value_range: tuple[float, float] | None = None) -> BrushStamp:
     """A stroke on one view: discs at ``points`` [(row, col), ...] and along the segments
@@ -56,14 +93,7 @@ def brush_2d(volume: Volume, orientation: str, index: int, points, radius_mm: fl
     g = slice_geometry(volume, orientation, index)
     if value_range is not None and volume.is_colour:
         raise MedplibError("a value-range brush needs a grey-value scan, not a colour image")
-    pts = np.atleast_2d(np.asarray(points, dtype=float))
-    if len(pts) > 1:  # fill the segments: samples no further apart than a quarter radius
-        step_px = max(0.25 * radius_mm / max(g.pixel_spacing), 0.5)
-        dense = [pts[0]]
-        for a, b in zip(pts[:-1], pts[1:]):
-            n = int(np.ceil(np.linalg.norm(b - a) / step_px))
-            dense.extend(a + (b - a) * t for t in np.linspace(0, 1, n + 1)[1:])
-        pts = np.array(dense)
+    pts = _dense_2d(points, g.pixel_spacing, radius_mm)
     disc = footprint(g.pixel_spacing, radius_mm)
     hr, hc = disc.shape[0] // 2, disc.shape[1] // 2
     centres = np.round(pts).astype(int)

@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..analysis.brush import limit_to_range
 from ..annotation import Edit, LabelMap, LabelSet, LockedLabelError, PromptKind, PromptStatus
 from ..display import Windowing
 from ..engines.base import Prompt, SegmentationEngine, SegResult
@@ -233,11 +234,15 @@ class AnnotationSession:
         return edit
 
     # ----- voxel edits -----------------------------------------------------------------------
-    def paint(self, mask2d: np.ndarray, orientation: str, index: int, erase: bool = False) -> Edit | None:
-        """A brush (or eraser) stroke on one displayed slice, as one undo step."""
+    def paint(self, mask2d: np.ndarray, orientation: str, index: int, erase: bool = False,
+              value_range: tuple[float, float] | None = None) -> Edit | None:
+        """A brush (or eraser) stroke on one displayed slice, as one undo step; with
+        ``value_range`` only where the scan's values lie in it (a threshold-limited brush)."""
         value = 0 if erase else self.ensure_label()
         lab = self.labels.get(value)
         view = plane_view(self._scan(), orientation, index)
+        if value_range is not None:
+            mask2d = limit_to_range(mask2d, view(self.volume.array), value_range)
         with self.lock:
             edit = self.labelmap.apply(mask2d, value, view=view, erase=erase,
                                        policy=lab.policy if lab else None,
