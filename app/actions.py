@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import QComboBox, QSpinBox, QToolBar
+from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QToolBar
 
 from .resources import icon, window_presets
 from .tools import BRUSH_MAX, BRUSH_MIN, TOOLS
@@ -134,10 +134,12 @@ def _toolbars(win) -> None:
     win.addToolBar(tt)
     for spec in TOOLS:
         tt.addAction(a[f"tool_{spec.name}"])
-    win.brush_spin = QSpinBox()
+    win.brush_spin = QDoubleSpinBox()
     win.brush_spin.setRange(BRUSH_MIN, BRUSH_MAX)
-    win.brush_spin.setSuffix(" px")
-    win.brush_spin.setToolTip("Brush / eraser diameter ([ and ] change it)")
+    win.brush_spin.setDecimals(1)
+    win.brush_spin.setSingleStep(0.5)
+    win.brush_spin.setSuffix(" mm")
+    win.brush_spin.setToolTip("Brush / eraser diameter in millimetres ([ and ] change it)")
     win.brush_spin.setValue(win.tools.brush_size)
     win.brush_spin.valueChanged.connect(win.tools.set_brush_size)
     tt.addWidget(win.brush_spin)

@@ -4,6 +4,10 @@ Image pixel (row, col) covers [col, col+1) x [row, row+1) in image coordinates; 
 them to the screen with the slice's pixel spacing, so anisotropic voxels keep their true
 aspect. Left button: the current tool; right-drag: window/level; middle-drag (or the navigate
 tool): pan; wheel: slices; Ctrl+wheel: zoom.
+
+Extensions draw on a canvas and take its mouse through two lists: ``overlay_painters`` (called with the
+painter in screen coordinates after the overlays) and ``mouse_handlers`` (``fn(kind, event,
+(x, y))`` for "press", "move" and "release"; returning True takes the event).
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ from PySide6.QtWidgets import QStyle, QWidget
 
 from medplib_core.annotation import PROPOSAL_COLOR
 
+from medplib_core.analysis.brush import stamp_stroke
+
 from . import render
-from .tools import PAINT_TOOLS, Tool, ToolState, stamp_segment
+from .tools import PAINT_TOOLS, Tool, ToolState
 
 PROMPT_POS = QColor(60, 220, 90)
 PROMPT_NEG = QColor(240, 60, 60)
@@ -53,6 +59,7 @@ class SliceCanvas(QWidget):
     box_drawn = Signal(float, float, float, float)  # x0, y0, x1, y1
     lasso_drawn = Signal(object)  # list of (x, y)
     stroke_done = Signal(object, bool)  # bool mask (rows, cols), erase
+    ball_stroke = Signal(object, bool)  # [(row, col), ...] voxel-centre positions of a 3D-ball stroke, erase
     slice_step = Signal(int)
     cursor_moved = Signal(object)  # (row, col) floats, or None when the cursor leaves
     window_drag = Signal(float, float)  # dx, dy in screen pixels
@@ -73,6 +80,7 @@ class SliceCanvas(QWidget):
         self.proposal_prompt: dict | None = None
         self.pending_prompt: dict | None = None
         self.opacity = 0.45
+        self.labels_outlined = False  # outlines are drawn at full strength (their own opacity)
         self.shape = (1, 1)  # displayed (rows, cols)
         self.spacing = (1.0, 1.0)  # (row_mm, col_mm)
         self.letters = ("", "", "", "")
@@ -89,6 +97,9 @@ class SliceCanvas(QWidget):
         self._box: tuple[QPointF, QPointF] | None = None
         self._hover: QPointF | None = None
         self.smooth = True
+        self.overlay_painters: list = []  # fn(painter) in screen coordinates, after the overlays
+        self.mouse_handlers: list = []  # fn(kind, event, (x, y)) -> True when it took the event
+        self._ball_points: list[tuple[float, float]] = []
         tools.changed.connect(self.update)
 
     # ----- geometry --------------------------------------------------------------------------
@@ -147,7 +158,7 @@ class SliceCanvas(QWidget):
             p.drawImage(0, 0, self.scan_image)
             p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
             if self.label_image is not None:
-                p.setOpacity(self.opacity)
+                p.setOpacity(1.0 if self.labels_outlined else self.opacity)
                 p.drawImage(0, 0, self.label_image)
                 p.setOpacity(1.0)
             if self.proposal_image is not None:
@@ -162,6 +173,10 @@ class SliceCanvas(QWidget):
             self._paint_drawing(p)
             p.restore()
             self._paint_brush_cursor(p, s)
+            for paint in self.overlay_painters:
+                p.save()
+                paint(p)
+                p.restore()
         self._paint_text(p)
         p.end()
 
@@ -243,10 +258,13 @@ class SliceCanvas(QWidget):
     def _paint_brush_cursor(self, p: QPainter, s: float) -> None:
         if self.tools.tool not in PAINT_TOOLS or self._hover is None:
             return
-        r = self.tools.brush_size / 2.0
+        r = self.tools.brush_radius * s  # s: screen pixels per mm
         p.setPen(self._cosmetic(QColor(255, 255, 255), 1.0))
         p.setBrush(Qt.BrushStyle.NoBrush)
-        p.drawEllipse(self._hover, r * self.spacing[1] * s, r * self.spacing[0] * s)
+        p.drawEllipse(self._hover, r, r)
+        if self.tools.ball:  # a ball: a second, dotted ring
+            p.setPen(self._cosmetic(QColor(255, 255, 255), 1.0, dashed=True))
+            p.drawEllipse(self._hover, r * 0.7, r * 0.7)
 
     def _fonts(self) -> tuple[QFont, QFont]:
         font = QFont(self.font())
@@ -350,9 +368,21 @@ class SliceCanvas(QWidget):
     def _clip(self, x: float, y: float) -> tuple[float, float]:
         return float(np.clip(x, 0, self.shape[1])), float(np.clip(y, 0, self.shape[0]))
 
+    def _handled(self, kind: str, ev) -> bool:
+        xy = self.to_image(ev.position())
+        return any(fn(kind, ev, xy) for fn in list(self.mouse_handlers))
+
+    def _stamp(self, a: tuple[float, float], b: tuple[float, float]) -> None:
+        """The stroke from image point a to b ((x, y)) into the preview, as the core paints it."""
+        pts = [(a[1] - 0.5, a[0] - 0.5), (b[1] - 0.5, b[0] - 0.5)]  # (row, col) of pixel centres
+        stamp_stroke(self._stroke, self.spacing, pts, self.tools.brush_radius)
+
     def mousePressEvent(self, ev) -> None:  # noqa: N802
         self.setFocus()
         self.focused.emit()
+        if self.scan_image is not None and self._handled("press", ev):
+            self.update()
+            return
         pos = ev.position()
         btn = ev.button()
         if btn == Qt.MouseButton.RightButton:
@@ -373,8 +403,9 @@ class SliceCanvas(QWidget):
                 self._lasso = [self._clip(x, y)]
                 self._drag = ("lasso", pos)
             elif tool in PAINT_TOOLS:
-                self._stroke = np.zeros(self.shape, dtype=np.uint8)
-                stamp_segment(self._stroke, (x, y), (x, y), self.tools.brush_size)
+                self._stroke = np.zeros(self.shape, dtype=bool)
+                self._stamp((x, y), (x, y))
+                self._ball_points = [(y - 0.5, x - 0.5)]
                 self._last_img_pos = (x, y)
                 self._refresh_stroke()
                 self._drag = ("paint", pos)
@@ -385,6 +416,9 @@ class SliceCanvas(QWidget):
         x, y = self.to_image(pos)
         self._hover = pos
         self.cursor_moved.emit((y, x) if self._inside(x, y) else None)
+        if self.scan_image is not None and self._handled("move", ev):
+            self.update()
+            return
         if self._drag is not None:
             kind, last = self._drag
             if kind == "window":
@@ -402,12 +436,16 @@ class SliceCanvas(QWidget):
                 if abs(cx - lx) + abs(cy - ly) >= 0.5:
                     self._lasso.append((cx, cy))
             elif kind == "paint" and self._stroke is not None:
-                stamp_segment(self._stroke, self._last_img_pos, (x, y), self.tools.brush_size)
+                self._stamp(self._last_img_pos, (x, y))
+                self._ball_points.append((y - 0.5, x - 0.5))
                 self._last_img_pos = (x, y)
                 self._refresh_stroke()
         self.update()
 
     def mouseReleaseEvent(self, ev) -> None:  # noqa: N802
+        if self.scan_image is not None and self._handled("release", ev):
+            self.update()
+            return
         if self._drag is None:
             return
         kind = self._drag[0]
@@ -430,7 +468,10 @@ class SliceCanvas(QWidget):
                 self.lasso_drawn.emit(pts)
         elif kind == "paint" and self._stroke is not None:
             stroke, self._stroke, self._stroke_img = self._stroke, None, None
-            self.stroke_done.emit(stroke.astype(bool), self.tools.tool is Tool.ERASER)
+            if self.tools.ball:  # the core paints the balls around the stroke's points in 3D
+                self.ball_stroke.emit(list(self._ball_points), self.tools.tool is Tool.ERASER)
+            else:
+                self.stroke_done.emit(stroke, self.tools.tool is Tool.ERASER)
         self.update()
 
     def _refresh_stroke(self) -> None:

@@ -11,10 +11,9 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QWidget
 
 import medplib_core
-from medplib_core.annotation import PromptStatus
 from medplib_core.errors import LoadError
 from medplib_core.pacs import is_url
-from medplib_core.export import export_labels, import_labels
+from medplib_core.export import export_labels, import_labels, write_rtstruct
 from medplib_core.project import is_project, load_project, project_folder, save_project
 from medplib_core.session import SaveTarget
 
@@ -212,13 +211,15 @@ class FileController(QObject):
         return self.session.save_state.dirty(SaveTarget.PROJECT)
 
     # ----- labels in and out -----------------------------------------------------------------
-    def export(self, path: str, on_done: Callable | None = None):
-        """Write the labels (format by extension) with their sidecar; returns the task."""
+    def export(self, path: str, on_done: Callable | None = None, fmt: str | None = None):
+        """Write the labels (format by extension; ``fmt="rtstruct"``: an RT Structure Set) with
+        their sidecar; returns the task."""
         if self.session.volume is None:
             return None
         vol = self.session.volume
-        extra = {"prompts": [r.to_json() for r in self.session.prompts if r.status is PromptStatus.ACCEPTED]}
-        job = self.session.project_job(lambda p: export_labels(path, p.label_array, vol, p.labels, extra))
+        extra = self.session.export_extra()
+        write = write_rtstruct if fmt == "rtstruct" else export_labels
+        job = self.session.project_job(lambda p: write(path, p.label_array, vol, p.labels, extra))
 
         def done(written):
             self.message.emit(f"Exported labels: {written}")

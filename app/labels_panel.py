@@ -1,11 +1,12 @@
-"""Labels panel: add, rename, recolour, hide, lock, delete; overlap policy; opacity; counts."""
+"""Labels panel: add, rename, recolour, hide, lock, delete; overlap policy; opacity; counts;
+coded terminology; a filter box for long label lists (`add_row` takes more controls)."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPixmap
 from PySide6.QtWidgets import (QAbstractItemView, QColorDialog, QComboBox, QHBoxLayout, QHeaderView,
-                               QLabel, QSlider, QStyledItemDelegate, QTableWidget, QTableWidgetItem,
+                               QLabel, QLineEdit, QSlider, QStyledItemDelegate, QTableWidget, QTableWidgetItem,
                                QToolButton, QVBoxLayout, QWidget)
 
 from medplib_core.annotation import LockedLabelError, OverlapPolicy
@@ -15,7 +16,7 @@ from .dialogs import show_error
 from .document import Document
 from .resources import icon
 
-COL_COLOUR, COL_NAME, COL_VISIBLE, COL_LOCK, COL_POLICY, COL_VOXELS, COL_VOLUME = range(7)
+COL_COLOUR, COL_NAME, COL_VISIBLE, COL_LOCK, COL_POLICY, COL_VOXELS, COL_VOLUME, COL_CODE = range(8)
 POLICIES = (("Overwrite", OverlapPolicy.OVERWRITE), ("Merge", OverlapPolicy.MERGE))
 
 
@@ -55,6 +56,21 @@ def volume_text(voxels: int, spacing) -> str:
     return f"{mm3:.0f} mm³" if mm3 < 1000 else f"{mm3 / 1000:.2f} ml"
 
 
+def code_item(lab) -> QTableWidgetItem:
+    """The label's coded type (its code value; category and scheme in the tooltip)."""
+    t = lab.terminology
+    it = QTableWidgetItem(t["type"]["value"] if t else "")
+    if t:
+        mod = f", {t['modifier']['meaning']}" if t.get("modifier") else ""
+        it.setToolTip(f"{t['type']['meaning']}{mod} ({t['type']['scheme']} {t['type']['value']})\n"
+                      f"category: {t['category']['meaning']}")
+        it.setData(Qt.ItemDataRole.UserRole, f"{t['type']['meaning']}{mod} {t['type']['value']} {t['category']['meaning']}")
+    else:
+        it.setToolTip("Not coded: the codes button chooses a coded meaning")
+    it.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
+    return it
+
+
 def swatch(color) -> QIcon:
     pm = QPixmap(16, 16)
     pm.fill(QColor(*color))
@@ -71,8 +87,14 @@ class LabelsPanel(QWidget):
         self.doc = doc  # signals
         self.session = doc.session  # state and operations
         self._building = False
-        self.table = QTableWidget(0, 7)
-        self.table.setHorizontalHeaderLabels(["", "Label", "", "", "Overlap", "Voxels", "Volume"])
+        self.table = QTableWidget(0, 8)
+        self.table.setHorizontalHeaderLabels(["", "Label", "", "", "Overlap", "Voxels", "Volume", "Code"])
+        self.table.horizontalHeaderItem(COL_CODE).setToolTip("Coded meaning (SNOMED CT, DICOM CID 7150 family)")
+        self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 8)  # many rows fit
+        self.filter = QLineEdit()
+        self.filter.setPlaceholderText("Filter labels (name or code)…")
+        self.filter.setClearButtonEnabled(True)
+        self.filter.textChanged.connect(self.apply_filter)
         self.table.horizontalHeaderItem(COL_VISIBLE).setIcon(icon("visible"))
         self.table.horizontalHeaderItem(COL_LOCK).setIcon(icon("locked"))
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -86,7 +108,7 @@ class LabelsPanel(QWidget):
         for c in (COL_COLOUR, COL_VISIBLE, COL_LOCK):
             hh.setSectionResizeMode(c, QHeaderView.ResizeMode.Fixed)
             self.table.setColumnWidth(c, 28)
-        for c in (COL_VOXELS, COL_VOLUME):
+        for c in (COL_VOXELS, COL_VOLUME, COL_CODE):
             hh.setSectionResizeMode(c, QHeaderView.ResizeMode.ResizeToContents)
         hh.setSectionResizeMode(COL_POLICY, QHeaderView.ResizeMode.ResizeToContents)
         self.table.setItemDelegateForColumn(COL_POLICY, PolicyDelegate(self))
@@ -108,8 +130,10 @@ class LabelsPanel(QWidget):
         buttons.addWidget(self.opacity)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
+        lay.addWidget(self.filter)
         lay.addWidget(self.table, 1)
         lay.addLayout(buttons)
+        self._layout = lay
 
         self.table.itemSelectionChanged.connect(self._selection)
         self.table.itemChanged.connect(self._item_changed)
@@ -119,6 +143,19 @@ class LabelsPanel(QWidget):
         doc.counts_changed.connect(self.update_counts)
         doc.active_label_changed.connect(self._select_value)
         doc.volume_changed.connect(self.rebuild)
+
+    def add_row(self, widget: QWidget) -> None:
+        """More controls below the buttons (display style, opacity, jump, codes)."""
+        self._layout.addWidget(widget)
+
+    def apply_filter(self, text: str | None = None) -> None:
+        """Show only the rows whose name, value or code meaning contains every word typed."""
+        words = (self.filter.text() if text is None else text).lower().split()
+        for r, lab in enumerate(self.session.labels):
+            item = self.table.item(r, COL_CODE)
+            code = str(item.data(Qt.ItemDataRole.UserRole) or "").lower() if item is not None else ""
+            hay = f"{lab.name.lower()} {lab.value} {code}"
+            self.table.setRowHidden(r, not all(w in hay for w in words))
 
     def _button(self, name: str, tip: str, slot) -> QToolButton:
         b = QToolButton()
@@ -166,7 +203,9 @@ class LabelsPanel(QWidget):
                 it.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
                 it.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.table.setItem(r, c, it)
+            self.table.setItem(r, COL_CODE, code_item(lab))
         self._building = False
+        self.apply_filter()
         self.update_counts()
         self._select_value(self.session.active_value)
 

@@ -1,7 +1,7 @@
 """`MainWindow`: the viewer in the centre, the labels panel and extension docks on the right,
 menus, toolbars and the status bar; wires documents, engines, files and autosave together.
 
-Extensions (the chat and review panels and the PACS entries by default) are functions ``install(window)`` that use
+Extensions (the chat and review panels, the PACS entries and the analysis tools by default) are functions ``install(window)`` that use
 the window's extension points only: `add_panel`, `menu`, `add_action`, `add_shortcuts`,
 `add_about_section`, `on_close` and `add_extension`/`extension`.
 """
@@ -39,12 +39,13 @@ from .window_files import FileCommands
 
 
 def default_extensions() -> tuple[Callable[["MainWindow"], Any], ...]:
-    """The chat dock, the review queue and the PACS entries."""
+    """The chat dock, the review queue, the PACS entries and the analysis tools."""
+    from .analysis_tools import install_analysis
     from .chat import install_chat_panel
     from .pacs import install_pacs
     from .review import install_review
 
-    return (install_chat_panel, install_review, install_pacs)
+    return (install_chat_panel, install_review, install_pacs, install_analysis)
 
 
 class MainWindow(FileCommands, QMainWindow):
@@ -68,7 +69,7 @@ class MainWindow(FileCommands, QMainWindow):
         self.settings = settings or Settings()
         self.doc = Document(parent=self)  # the session's signals
         self.session = self.doc.session  # what the user is doing to the open scan
-        self.tools = ToolState(self.settings.get("tool", "box", str), self.settings.get("brush_size", 10, int), self)
+        self.tools = ToolState(self.settings.get("tool", "box", str), self.settings.get("brush_mm", 10.0, float), self)
         self.viewer = ViewerArea(self.doc, self.tools)
         self.session.view_state_provider = self.viewer.state
         self.setCentralWidget(self.viewer)
@@ -246,11 +247,11 @@ class MainWindow(FileCommands, QMainWindow):
         else:
             self.resize(1280, 820)
         state = self.settings.get("window_state")
-        if state is None or not self.restoreState(state):  # first run: panels below the labels get most height
+        if state is None or not self.restoreState(state):  # first run: the labels and the panels below share the height
             self.resizeDocks([self.labels_dock], [420], Qt.Orientation.Horizontal)
             below = [d for n, d in self.docks.items() if d is not self.labels_dock and not d.isHidden()]
             if below:
-                self.resizeDocks([self.labels_dock, below[0]], [240, 560], Qt.Orientation.Vertical)
+                self.resizeDocks([self.labels_dock, below[0]], [400, 400], Qt.Orientation.Vertical)
         self.labels_panel.opacity.setValue(self.settings.get("opacity", 45, int))
         self.set_opacity(self.labels_panel.opacity.value() / 100.0)
 
@@ -448,7 +449,7 @@ class MainWindow(FileCommands, QMainWindow):
         self.settings.set("geometry", self.saveGeometry())
         self.settings.set("window_state", self.saveState())
         self.settings.set("tool", str(self.tools.tool))
-        self.settings.set("brush_size", self.tools.brush_size)
+        self.settings.set("brush_mm", self.tools.brush_size)
         self.settings.set("opacity", self.labels_panel.opacity.value())
         self.settings.sync()
         self.propagation.cancel()

@@ -81,6 +81,7 @@ class SliceView(QWidget):
         self._label_key = None
         self._prop_key = None
         self.overlay_visible = True
+        self.label_style = None  # a `label_display.LabelStyle` (fill/outline, opacity per label), if set
 
         self.combo = QComboBox()
         self.combo.addItems([o.capitalize() for o in ORIENTATIONS])
@@ -209,11 +210,16 @@ class SliceView(QWidget):
         if scan:
             cv.scan_image = self.renderer.scan_image(geom.orientation, geom.index)
         if labels or scan:
-            key = (id(self.session.labelmap), geom.orientation, geom.index, self.session.label_revision, self.overlay_visible)
+            style = self.label_style
+            key = (id(self.session.labelmap), geom.orientation, geom.index, self.session.label_revision,
+                   self.overlay_visible, style.serial if style is not None else None)
             if key != self._label_key:
                 self._label_key = key
                 cv.label_image = None
-                if self.overlay_visible and len(self.session.labels):
+                cv.labels_outlined = style is not None and style.outlined
+                if self.overlay_visible and style is not None:
+                    cv.label_image = style.image(geom.take(self.session.labelmap.array), self.session.labels)
+                elif self.overlay_visible and len(self.session.labels):
                     lut = render.label_lut(self.session.labels, max(lab.value for lab in self.session.labels))
                     cv.label_image = render.label_qimage(geom.take(self.session.labelmap.array), lut)
         if proposal or scan:

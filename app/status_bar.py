@@ -146,11 +146,11 @@ class StatusBar(QStatusBar):
     def set_cursor(self, info: dict | None, label_names: dict[int, str] | None = None) -> None:
         self.cursor.setText(format_cursor(info, label_names))
 
-    def set_tool(self, tool: str, brush: int) -> None:
+    def set_tool(self, tool: str, brush: float) -> None:
         spec = TOOL_BY_NAME.get(tool)
         text = spec.title if spec else tool
         if tool in PAINT_TOOLS:
-            text += f" {brush} px"
+            text += f" {brush:g} mm"
         self.tool.setText(f"Tool: {text}")
 
     def set_engine(self, st: dict) -> None:

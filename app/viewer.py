@@ -37,6 +37,7 @@ class ViewerArea(QWidget):
         self.info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         # the info text (long paths) must not widen its column: the 2×2 cells are equal
         self.info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
+        self.fourth: QWidget = self.info  # the 2×2 layout's fourth cell (`set_fourth_pane`)
         self.grid = QGridLayout(self)
         self.grid.setContentsMargins(0, 0, 0, 0)
         self.grid.setSpacing(2)
@@ -62,7 +63,7 @@ class ViewerArea(QWidget):
         if self.session.volume is not None and self.session.volume.is_2d:
             mode = "single"
         self.layout_mode = mode
-        for w in [*self.views, self.info]:
+        for w in [*self.views, self.fourth]:
             self.grid.removeWidget(w)
             w.hide()
         for n in (0, 1):  # equal cells in 2×2; one cell alone otherwise
@@ -72,7 +73,7 @@ class ViewerArea(QWidget):
             for v, o in zip(self.views, ("axial", "coronal", "sagittal")):
                 if self.session.volume is not None:
                     v.set_orientation(o)
-            for w, (r, c) in zip([*self.views, self.info], ((0, 0), (0, 1), (1, 0), (1, 1))):
+            for w, (r, c) in zip([*self.views, self.fourth], ((0, 0), (0, 1), (1, 0), (1, 1))):
                 self.grid.addWidget(w, r, c)
                 w.show()
         else:
@@ -80,6 +81,15 @@ class ViewerArea(QWidget):
             self.active.show()
         self.active.canvas.setFocus()
         self._focus_if_active(self.active)
+
+    def set_fourth_pane(self, widget: QWidget) -> None:
+        """Put ``widget`` in the 2×2 layout's fourth cell (the scan info is there by default)."""
+        self.grid.removeWidget(self.fourth)
+        self.fourth.hide()
+        self.fourth = widget
+        widget.setParent(self)  # now, not when first shown: an OpenGL child then sets up the
+        widget.hide()           # window's surface before it is shown (no re-created window)
+        self.set_layout(self.layout_mode)
 
     def set_orientation(self, orientation: str) -> None:
         """Show ``orientation`` in the active view (single layout) or activate its view (grid)."""

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from medplib_core import load
-from medplib_core.analysis.brush import brush_2d, brush_ball, footprint
+from medplib_core.analysis.brush import brush_2d, brush_ball, brush_balls, footprint, limit_to_range, stamp_stroke
 from medplib_core.annotation import LabelMap, LabelSet
 from medplib_core.errors import MedplibError
 from medplib_core.slicing import slice_geometry
@@ -99,3 +99,44 @@ def test_value_range_brush_on_the_ct(shared_data):
     colour = Volume(np.zeros((1, 5, 5, 3), np.uint8))
     with pytest.raises(MedplibError, match="colour"):
         brush_2d(colour, "axial", 0, [(2, 2)], 1.0, value_range=(0, 10))
+
+
+def test_ball_stroke_is_the_union_of_balls_along_the_drag():
+    vol = Volume(np.zeros((30, 40, 50), np.int16), spacing=(0.6, 0.8, 1.5), origin=(-3, 2, 9),
+                 direction=_oblique())
+    a, b = vol.index_to_world([10.2, 12.0, 8.0]), vol.index_to_world([35.0, 25.5, 20.3])
+    stamp = brush_balls(vol, [a, b], 4.0)
+    arr = np.zeros(vol.shape, np.uint16)
+    stamp.view(arr)[stamp.mask] = 1
+    k, j, i = np.indices(vol.shape)
+    world = vol.index_to_world(np.stack([i, j, k], -1).reshape(-1, 3)).reshape(vol.shape + (3,))
+    # distance of every voxel centre to the segment a-b, in world mm
+    ab = b - a
+    t = np.clip(((world - a) @ ab) / (ab @ ab), 0, 1)
+    dist = np.linalg.norm(world - (a + t[..., None] * ab), axis=-1)
+    painted = arr == 1
+    assert np.all(dist[painted] <= 4.0 + 1e-9)  # nothing outside the swept ball
+    # the dense balls cover the capsule except a sliver at its surface (samples are r/4 apart)
+    assert np.all(painted[dist <= 4.0 * 0.95])
+    one = brush_balls(vol, [a], 4.0)
+    np.testing.assert_array_equal(one.mask, brush_ball(vol, a, 4.0).mask)
+
+
+def test_stroke_preview_equals_the_stroke_and_range_limit():
+    vol = Volume(np.arange(20 * 30 * 40, dtype=np.int16).reshape(20, 30, 40) % 97, spacing=(0.5, 0.9, 2.5),
+                 direction=_oblique())
+    for orientation in ("axial", "coronal", "sagittal"):
+        g = slice_geometry(vol, orientation, 5)
+        points = [(3.0, 2.0), (g.shape[0] - 4.0, g.shape[1] / 2), (g.shape[0] / 2, g.shape[1] - 1.0)]
+        stroke = brush_2d(vol, orientation, 5, points, 3.0)
+        full = np.zeros(vol.shape, bool)
+        stroke.view(full)[stroke.mask] = True
+        preview = np.zeros(g.shape, bool)
+        for a, b in zip(points[:-1], points[1:]):  # segment by segment, as the mouse moves
+            stamp_stroke(preview, g.pixel_spacing, [a, b], 3.0)
+        np.testing.assert_array_equal(preview, g.take(full))
+        limited = brush_2d(vol, orientation, 5, points, 3.0, value_range=(10, 40))
+        full[:] = False
+        limited.view(full)[limited.mask] = True
+        np.testing.assert_array_equal(limit_to_range(preview, g.take(vol.array), (40, 10)), g.take(full))
+    np.testing.assert_array_equal(limit_to_range(preview, g.take(vol.array), None), preview)

@@ -7,7 +7,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.draw import polygon as sk_polygon
 
-from medplib_core.analysis.contours import fill_outlines, mask_outlines
+from medplib_core.analysis.contours import fill_outlines, label_edges, mask_outlines
 
 
 def test_outlines_fill_back_to_the_mask():
@@ -41,3 +41,20 @@ def test_empty_and_degenerate_inputs():
     one = np.zeros((5, 5), bool)
     one[2, 2] = True
     np.testing.assert_array_equal(fill_outlines(mask_outlines(one), one.shape), one)
+
+
+def test_label_edges_are_each_labels_rim_as_scipy_erodes_it():
+    rng = np.random.default_rng(5)
+    cross = ndimage.generate_binary_structure(2, 1)
+    for _ in range(10):
+        noise = ndimage.gaussian_filter(rng.random((60, 80)), 3)
+        plane = np.digitize(noise, np.quantile(noise, [0.3, 0.55, 0.8])).astype(np.uint16)  # 0..3, touching
+        for width in (1, 2, 3):
+            edges = label_edges(plane, width)
+            assert edges.dtype == plane.dtype
+            for v in (1, 2, 3):
+                m = plane == v
+                rim = m & ~ndimage.binary_erosion(m, cross, iterations=width, border_value=0)
+                np.testing.assert_array_equal(edges == v, rim)
+            assert not edges[plane == 0].any()
+    assert not label_edges(np.zeros((4, 5), np.uint16)).any()

@@ -49,6 +49,43 @@ def _within(values: np.ndarray, value_range: tuple[float, float] | None) -> np.n
     return (values >= lo) & (values <= hi)
 
 
+def _dense_2d(points, pixel_spacing: tuple[float, float], radius_mm: float) -> np.ndarray:
+    """Stroke points (row, col) with the segments between them sampled no further apart than a
+    quarter radius (a drag of any speed leaves no gaps)."""
+    pts = np.atleast_2d(np.asarray(points, dtype=float))
+    if len(pts) > 1:
+        step_px = max(0.25 * radius_mm / max(pixel_spacing), 0.5)
+        dense = [pts[0]]
+        for a, b in zip(pts[:-1], pts[1:]):
+            n = int(np.ceil(np.linalg.norm(b - a) / step_px))
+            dense.extend(a + (b - a) * t for t in np.linspace(0, 1, n + 1)[1:])
+        pts = np.array(dense)
+    return pts
+
+
+def stamp_stroke(plane: np.ndarray, pixel_spacing: tuple[float, float], points, radius_mm: float) -> None:
+    """Add a stroke's discs (as `brush_2d` paints them) into a bool ``plane`` of a view, in place:
+    the stroke preview a canvas draws while the mouse moves (one segment at a time)."""
+    disc = footprint(pixel_spacing, radius_mm)
+    hr, hc = disc.shape[0] // 2, disc.shape[1] // 2
+    for r, c in np.unique(np.round(_dense_2d(points, pixel_spacing, radius_mm)).astype(int), axis=0):
+        r0, c0 = r - hr, c - hc
+        sr = slice(max(-r0, 0), min(disc.shape[0], plane.shape[0] - r0))
+        sc = slice(max(-c0, 0), min(disc.shape[1], plane.shape[1] - c0))
+        if sr.start < sr.stop and sc.start < sc.stop:
+            plane[r0 + sr.start: r0 + sr.stop, c0 + sc.start: c0 + sc.stop] |= disc[sr, sc]
+
+
+def limit_to_range(mask: np.ndarray, values: np.ndarray, value_range: tuple[float, float] | None) -> np.ndarray:
+    """``mask`` where ``values`` (the scan under it) lie in ``value_range`` (either order), e.g.
+    a stroke kept inside an HU window; the mask itself without a range."""
+    if value_range is None:
+        return np.asarray(mask, bool)
+    if values.ndim != np.ndim(mask):
+        raise MedplibError("a value-range brush needs a grey-value scan, not a colour image")
+    return np.asarray(mask, bool) & _within(values, value_range)
+
+
 def brush_2d(volume: Volume, orientation: str, index: int, points, radius_mm: float,
              value_range: tuple[float, float] | None = None) -> BrushStamp:
     """A stroke on one view: discs at ``points`` [(row, col), ...] and along the segments
@@ -56,14 +93,7 @@ def brush_2d(volume: Volume, orientation: str, index: int, points, radius_mm: fl
     g = slice_geometry(volume, orientation, index)
     if value_range is not None and volume.is_colour:
         raise MedplibError("a value-range brush needs a grey-value scan, not a colour image")
-    pts = np.atleast_2d(np.asarray(points, dtype=float))
-    if len(pts) > 1:  # fill the segments: samples no further apart than a quarter radius
-        step_px = max(0.25 * radius_mm / max(g.pixel_spacing), 0.5)
-        dense = [pts[0]]
-        for a, b in zip(pts[:-1], pts[1:]):
-            n = int(np.ceil(np.linalg.norm(b - a) / step_px))
-            dense.extend(a + (b - a) * t for t in np.linspace(0, 1, n + 1)[1:])
-        pts = np.array(dense)
+    pts = _dense_2d(points, g.pixel_spacing, radius_mm)
     disc = footprint(g.pixel_spacing, radius_mm)
     hr, hc = disc.shape[0] // 2, disc.shape[1] // 2
     centres = np.round(pts).astype(int)
@@ -88,21 +118,45 @@ def brush_2d(volume: Volume, orientation: str, index: int, points, radius_mm: fl
 def brush_ball(volume: Volume, centre_world, radius_mm: float,
                value_range: tuple[float, float] | None = None) -> BrushStamp:
     """A 3D ball of ``radius_mm`` around a world point (voxel centres within it, world distance)."""
+    return brush_balls(volume, [centre_world], radius_mm, value_range)
+
+
+def brush_balls(volume: Volume, centres_world, radius_mm: float,
+                value_range: tuple[float, float] | None = None) -> BrushStamp:
+    """A 3D stroke: the union of balls of ``radius_mm`` around world points, one stamp over the
+    box they share (consecutive points further apart than a quarter radius are joined by
+    intermediate balls, so a quick drag leaves no gaps)."""
     if not radius_mm > 0:
         raise MedplibError(f"brush radius must be positive, got {radius_mm}")
     if value_range is not None and volume.is_colour:
         raise MedplibError("a value-range brush needs a grey-value scan, not a colour image")
+    pts = np.atleast_2d(np.asarray(centres_world, dtype=float))
+    if len(pts) > 1:
+        dense = [pts[0]]
+        for a, b in zip(pts[:-1], pts[1:]):
+            n = int(np.ceil(np.linalg.norm(b - a) / (0.25 * radius_mm)))
+            dense.extend(a + (b - a) * t for t in np.linspace(0, 1, max(n, 1) + 1)[1:])
+        pts = np.array(dense)
     linear = volume.affine_lps[:3, :3]
-    centre = volume.world_to_index(centre_world)  # (i, j, k), continuous
+    centres = np.array([volume.world_to_index(p) for p in pts])  # (n, 3) continuous (i, j, k)
     half = radius_mm * np.linalg.norm(np.linalg.inv(linear), axis=1)  # index extent per axis
     size = np.array(volume.size_ijk)
-    lo = np.clip(np.ceil(centre - half), 0, size).astype(int)
-    hi = np.clip(np.floor(centre + half) + 1, 0, size).astype(int)
+    lo = np.clip(np.ceil(centres.min(axis=0) - half), 0, size).astype(int)
+    hi = np.clip(np.floor(centres.max(axis=0) + half) + 1, 0, size).astype(int)
     box = (slice(lo[2], max(hi[2], lo[2])), slice(lo[1], max(hi[1], lo[1])), slice(lo[0], max(hi[0], lo[0])))
-    k, j, i = np.ogrid[box[0], box[1], box[2]]
-    d = (i - centre[0])[..., None] * linear[:, 0] + (j - centre[1])[..., None] * linear[:, 1] \
-        + (k - centre[2])[..., None] * linear[:, 2]
-    mask = np.einsum("...x,...x->...", d, d) <= radius_mm * radius_mm
+    mask = np.zeros(tuple(max(b.stop - b.start, 0) for b in box), bool)
+    for c in centres:
+        # each ball only within its own index box, inside the shared one
+        blo = np.clip(np.ceil(c - half), lo, hi).astype(int)
+        bhi = np.clip(np.floor(c + half) + 1, lo, hi).astype(int)
+        if np.any(bhi <= blo):
+            continue
+        k, j, i = np.ogrid[blo[2]:bhi[2], blo[1]:bhi[1], blo[0]:bhi[0]]
+        d = (i - c[0])[..., None] * linear[:, 0] + (j - c[1])[..., None] * linear[:, 1] \
+            + (k - c[2])[..., None] * linear[:, 2]
+        sub = (slice(blo[2] - lo[2], bhi[2] - lo[2]), slice(blo[1] - lo[1], bhi[1] - lo[1]),
+               slice(blo[0] - lo[0], bhi[0] - lo[0]))
+        mask[sub] |= np.einsum("...x,...x->...", d, d) <= radius_mm * radius_mm
     if value_range is not None and mask.size:
         mask &= _within(volume.array[box], value_range)
     return BrushStamp(mask=mask, view=lambda a, box=box: a[box])

@@ -1,5 +1,5 @@
 """Outlines of 2D masks and their fill: the two halves of a contour round trip (RTSTRUCT,
-outline display).
+outline display), and the edge pixels of a label slice (the outline display mode).
 
 Outlines run at the 0.5 level between set and unset pixel centres (marching squares), so the
 even-odd fill of a mask's outlines, testing pixel centres, gives back exactly that mask.
@@ -71,3 +71,21 @@ def fill_outlines(polygons: list[np.ndarray], shape: tuple[int, int]) -> np.ndar
     np.add.at(diff, (row - r_lo, c1 - c_lo), -1)
     out[r_lo:r_hi, c_lo:c_hi] = np.cumsum(diff[:, :-1], axis=1) > 0
     return out
+
+
+def label_edges(plane: np.ndarray, width: int = 1) -> np.ndarray:
+    """The labelled pixels of a 2D label slice that touch another value (4-neighbours; the
+    slice's border counts as background), ``width`` pixels deep: what an outline display
+    draws in each label's colour. Same shape and dtype as ``plane``, 0 elsewhere."""
+    plane = np.asarray(plane)
+    edge = np.zeros(plane.shape, bool)
+    cur = plane
+    for _ in range(max(int(width), 1)):
+        p = np.pad(cur, 1)
+        centre = p[1:-1, 1:-1]
+        ring = ((p[:-2, 1:-1] != centre) | (p[2:, 1:-1] != centre)
+                | (p[1:-1, :-2] != centre) | (p[1:-1, 2:] != centre))
+        new = ring & (centre != 0) & ~edge
+        edge |= new
+        cur = np.where(edge, 0, plane)  # the next ring lies inside the one found
+    return np.where(edge, plane, 0).astype(plane.dtype)

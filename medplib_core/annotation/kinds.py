@@ -21,6 +21,7 @@ class PromptKind(TextEnum):
     PROPAGATE = "propagate"  # 3D propagation from a slice
     GROUNDING = "grounding"  # a <SEG> mask of a chat answer
     CHAT_REGION = "chat-region"  # a mask snapshot used as a chat question's <region>
+    INTERPOLATE = "interpolate"  # slices filled between drawn ones (shape-based interpolation)
 
     @property
     def restates_drawing(self) -> bool:

@@ -77,4 +77,5 @@ class SessionEvents(Events):
         "changed": "anything worth saving changed (revision bumped)",
         "save_state": "a save target was saved, located or forgotten (see `SaveState`)",
         "focus": "the slice the user works on changed [orientation, index]",
+        "measurements": "a ruler or ROI was added, changed or removed (or the list restored)",
     }

@@ -5,6 +5,9 @@ list before and after (snapshots of `LabelSet.to_list`), so "delete label" (voxe
 or "accept" (voxels and the label's provenance) undo as one step. All steps share one memory
 budget: past it the oldest steps are dropped (the newest is always kept).
 
+Measurement steps (`push_measurements`) hold snapshots of the session's measurement list; the
+history gives them back through ``on_measurements`` (set by the session).
+
 `state` names the current position (the id of the step on top, 0 for none), so a save-state
 tracker can tell that undoing back to a saved point restores the saved labels.
 """
@@ -14,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from ..annotation import Edit, Label, LabelMap, LabelSet
 
@@ -33,10 +36,16 @@ class Step:
     edit: Edit | None = None
     labels_before: Snapshot | None = None
     labels_after: Snapshot | None = None
+    measurements_before: Snapshot | None = None
+    measurements_after: Snapshot | None = None
 
     @property
     def changes_labels(self) -> bool:
         return self.labels_before is not None and self.labels_before != self.labels_after
+
+    @property
+    def changes_measurements(self) -> bool:
+        return self.measurements_before is not None and self.measurements_before != self.measurements_after
 
     @property
     def nbytes(self) -> int:
@@ -45,6 +54,7 @@ class Step:
         for snap in (self.labels_before, self.labels_after):
             for d in snap or ():
                 n += _LABEL_BYTES + _PROVENANCE_BYTES * len(d.get("provenance", ()))
+        n += _LABEL_BYTES * (len(self.measurements_before or ()) + len(self.measurements_after or ()))
         return n
 
 
@@ -73,6 +83,7 @@ class History:
         self._redo: list[Step] = []
         self._ids = itertools.count(1)
         self._floor = 0  # id of the newest step dropped for the budget (its effect stays)
+        self.on_measurements: Callable[[Snapshot], None] | None = None  # restores the list
 
     def push(self, description: str, edit: Edit | None = None, labels_before: Snapshot | None = None,
              labels_after: Snapshot | None = None) -> Step | None:
@@ -82,6 +93,14 @@ class History:
             return None
         if not step.changes_labels:
             step.labels_before = step.labels_after = None
+        return self._keep(step)
+
+    def push_measurements(self, description: str, before: Snapshot, after: Snapshot) -> Step | None:
+        """Record a change of the measurement list already made (None when nothing changed)."""
+        step = Step(next(self._ids), description, measurements_before=before, measurements_after=after)
+        return self._keep(step) if step.changes_measurements else None
+
+    def _keep(self, step: Step) -> Step:
         self._undo.append(step)
         self._redo.clear()
         while len(self._undo) > 1 and self.memory() > self.budget_bytes:
@@ -126,6 +145,8 @@ class History:
             restore_labels(self.labelmap.labels, step.labels_before)
         if step.edit is not None:
             self.labelmap.revert(step.edit)
+        if step.changes_measurements and self.on_measurements is not None:
+            self.on_measurements(step.measurements_before)
         self._redo.append(step)
         return step
 
@@ -137,6 +158,8 @@ class History:
             self.labelmap.reapply(step.edit)
         if step.changes_labels:
             restore_labels(self.labelmap.labels, step.labels_after)
+        if step.changes_measurements and self.on_measurements is not None:
+            self.on_measurements(step.measurements_after)
         self._undo.append(step)
         return step
 

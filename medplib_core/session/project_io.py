@@ -4,7 +4,8 @@ The project format itself (folders, generations, atomic commit) is `medplib_core
 this module only maps a session onto it: scan reference, labels and voxels, prompt records,
 the chat transcript and the view state (with the active label and window). The project folder
 the session is saved to goes into ``meta["project_folder"]``, so an autosave snapshot restored
-after a crash still knows which project its work belongs to.
+after a crash still knows which project its work belongs to. Measurements go into
+``meta["measurements"]`` (their `to_dict`s).
 """
 
 from __future__ import annotations
@@ -26,10 +27,13 @@ def to_project(session, copy: bool = True) -> Project:
         session.view_state.update(session.view_state_provider())
     view = dict(session.view_state, active_label=session.active_value, window=list(session.window))
     folder = session.save_state.location(SaveTarget.PROJECT)
+    meta = {"project_folder": folder} if folder else {}
+    if len(session.measurements):
+        meta["measurements"] = session.measurements.to_list()
     return Project(scan=scan_reference(session.volume, session.path, session.series),
                    labels=LabelSet.from_list(session.labels.to_list()), label_array=arr,
                    prompts=list(session.prompts), chat=session.chat.to_json(), view=view,
-                   meta={"project_folder": folder} if folder else {})
+                   meta=meta)
 
 
 def project_job(session, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -60,6 +64,7 @@ def load_into(session, volume, project: Project, folder: str | Path | None = Non
     session.restore_records(project.prompts)
     session.view_state = dict(project.view)
     session.chat.load(project.chat)
+    session.measurements.load(project.meta.get("measurements", []))
     if project.view.get("window"):
         session.set_window(*project.view["window"])
     if project.view.get("active_label") in session.labels:

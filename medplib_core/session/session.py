@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..analysis.brush import limit_to_range
 from ..annotation import Edit, LabelMap, LabelSet, LockedLabelError, PromptKind, PromptStatus
 from ..display import Windowing
 from ..engines.base import Prompt, SegmentationEngine, SegResult
@@ -36,6 +37,7 @@ from . import project_io
 from .conversation import SessionChat
 from .events import SessionEvents
 from .history import DEFAULT_BUDGET_BYTES, History
+from .measurements import Measurements
 from .proposal import STORED, AcceptJob, Proposal, plane_view
 from .save_state import SaveState
 
@@ -75,6 +77,7 @@ class AnnotationSession:
         self.proposal: Proposal | None = None
         self.prompts: list[PromptRecord] = []
         self.chat = SessionChat(self)
+        self.measurements = Measurements(self)  # rulers and ROIs (undoable, saved, exported)
         self.view_state: dict[str, Any] = {}  # layout, slices, zoom: kept for the project file
         self.view_state_provider: Callable[[], dict[str, Any]] | None = None  # the viewer's, if any
         self.focus: tuple[str, int] | None = None  # the slice the user works on (see `set_focus`)
@@ -101,11 +104,13 @@ class AnnotationSession:
             self.volume, self.path, self.series = volume, str(path), series
             self.labelmap = LabelMap(volume.shape, labels, array=label_array)
             self.history = History(self.labelmap, self.undo_budget_bytes)
+            self.history.on_measurements = self.measurements.restore
         labels.subscribe(lambda event, value, ls=labels: self._labels_changed(ls))
         self.counts = self.labelmap.counts() if label_array is not None else {}
         self.proposal = None
         self.prompts = []
         self.chat.reset()
+        self.measurements.reset()
         self.view_state = {}
         self.focus = None
         self._ids = itertools.count(1)
@@ -123,6 +128,7 @@ class AnnotationSession:
         ev.active_label.emit(self.active_value)
         ev.history.emit()
         ev.chat.emit()
+        ev.measurements.emit()
 
     def pixels(self, orientation: str = "axial", index: int | None = None,
                window: tuple[float, float] | None = None) -> np.ndarray:
@@ -256,13 +262,17 @@ class AnnotationSession:
         return edit
 
     # ----- voxel edits -----------------------------------------------------------------------
-    def paint(self, mask2d: np.ndarray, orientation: str, index: int, erase: bool = False) -> Edit | None:
+    def paint(self, mask2d: np.ndarray, orientation: str, index: int, erase: bool = False,
+              value_range: tuple[float, float] | None = None) -> Edit | None:
         """A brush (or eraser) stroke on one displayed slice, as one undo step (with the label
-        it created, if there was none)."""
+        it created, if there was none); with ``value_range`` only where the scan's values lie
+        in it (a threshold-limited brush)."""
         before = self.labels.to_list()
         value = 0 if erase else self.ensure_label(own_step=False)
         lab = self.labels.get(value)
         view = plane_view(self._scan(), orientation, index)
+        if value_range is not None:
+            mask2d = limit_to_range(mask2d, view(self.volume.array), value_range)
         with self.lock:
             edit = self.labelmap.apply(mask2d, value, view=view, erase=erase,
                                        policy=lab.policy if lab else None,
@@ -282,6 +292,22 @@ class AnnotationSession:
         plane = plane_view(self._scan(), orientation, index)(self.labelmap.array)
         under = plane[np.asarray(mask2d, dtype=bool)]
         return {int(v): int(np.count_nonzero(under == v)) for v in locked if np.any(under == v)}
+
+    def paint_stamp(self, stamp, erase: bool = False, description: str | None = None) -> Edit | None:
+        """A `BrushStamp` (`medplib_core.analysis.brush`: mm disc, 3D ball, value range) into the
+        active label (or erased), as one undo step."""
+        before = self.labels.to_list()
+        value = 0 if erase else self.ensure_label(own_step=False)
+        lab = self.labels.get(value)
+        with self.lock:
+            edit = self.labelmap.apply(stamp.mask, value, view=stamp.view, erase=erase,
+                                       policy=lab.policy if lab else None,
+                                       description=description or ("eraser" if erase else f"brush {lab.name}"))
+        if edit is not None:
+            self._voxels_changed(edit)
+        if self.history.push(edit.description if edit else "add label", edit, before, self.labels.to_list()):
+            self.events.history.emit()
+        return edit
 
     def undo(self) -> bool:
         return self._move(undo=True)
@@ -384,6 +410,21 @@ class AnnotationSession:
                            mask=result.mask)
         return self.propose(rec)
 
+    def propose_fill(self, fill, orientation: str, value: int) -> Proposal | None:
+        """Fill between slices (`analysis.interpolate.SliceFill` of label ``value`` along
+        ``orientation``) as a 3D proposal of the voxels it adds; None when it adds none."""
+        added = fill.added
+        if not added.any():
+            return None
+        lab = self.labels.get(value)
+        prov = {"method": "shape-based interpolation", "source_label": int(value),
+                "source_name": lab.name if lab else "", "drawn_slices": [int(i) for i in fill.drawn],
+                "filled_slices": [int(i) for i in fill.filled], "axis": int(fill.axis)}
+        rec = PromptRecord(id=self.new_prompt_id(), kind=PromptKind.INTERPOLATE, orientation=orientation,
+                           index=int(fill.drawn[0]) if fill.drawn else 0,
+                           prompt={"fill_between": orientation}, provenance=prov, mask=added)
+        return self.propose(rec)
+
     def segment(self, engine: SegmentationEngine, prompt: Prompt, orientation: str = "axial",
                 index: int | None = None, kind: PromptKind = PromptKind.SEGMENT) -> Proposal:
         """Run ``engine`` on a displayed slice (blocking) and propose its mask (scripts, server)."""
@@ -463,6 +504,14 @@ class AnnotationSession:
     def mark_changed(self) -> None:
         self.revision += 1
         self.events.changed.emit()
+
+    def export_extra(self) -> dict[str, Any]:
+        """What an export's sidecar carries beside the labels: the accepted prompts and the
+        measurements with their values."""
+        extra: dict[str, Any] = {"prompts": [r.to_json() for r in self.prompts if r.status is PromptStatus.ACCEPTED]}
+        if len(self.measurements):
+            extra["measurements"] = self.measurements.results()
+        return extra
 
     def to_project(self, copy: bool = True):
         """A `Project` snapshot (the label array copied unless ``copy=False``)."""
