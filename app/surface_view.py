@@ -28,6 +28,22 @@ SMOOTHING = 1.0  # Gaussian sigma in voxels before marching cubes: no terraces, 
 NO_GL_PLATFORMS = ("offscreen", "minimal", "vnc", "linuxfb")
 
 
+def load_triton_before_gl() -> None:
+    """Load Triton's native library (if installed) before the first OpenGL context.
+
+    Mesa's software renderer (llvmpipe) and Triton both carry LLVM; once llvmpipe is loaded,
+    loading ``libtriton`` (which ``import torchvision`` reaches through ``torch._dynamo``) crashes
+    the process with a segmentation fault. In the other order both work (~0.3 s, once).
+    """
+    import importlib.util
+
+    try:
+        if importlib.util.find_spec("triton") is not None:
+            import triton._C.libtriton  # noqa: F401
+    except Exception:  # noqa: BLE001 - a broken Triton only means torch cannot use it either
+        pass
+
+
 def gl_unavailable_reason() -> str | None:
     """Why the 3D pane cannot draw here, or None when OpenGL is there."""
     if os.environ.get("MEDPLIB_STUDIO_NO_GL") == "1":
@@ -42,6 +58,7 @@ def gl_unavailable_reason() -> str | None:
         return f"No 3D view: pyqtgraph.opengl / PyOpenGL cannot be imported ({exc})."
     from PySide6.QtGui import QOffscreenSurface, QOpenGLContext
 
+    load_triton_before_gl()
     ctx = QOpenGLContext()
     if not ctx.create():
         return "No 3D view: this display has no OpenGL."
