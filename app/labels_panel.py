@@ -51,8 +51,11 @@ class PolicyDelegate(QStyledItemDelegate):
             self.panel.set_policy(value, i)
 
 
-def volume_text(voxels: int, spacing) -> str:
-    mm3 = voxels * float(spacing[0] * spacing[1] * spacing[2])
+def volume_text(voxels: int, voxel_ml: float | None) -> str:
+    """A label's volume (mm³ below 1 ml); "—" when the scan has no millimetres (a PNG)."""
+    if voxel_ml is None:
+        return "—"
+    mm3 = voxels * voxel_ml * 1000.0
     return f"{mm3:.0f} mm³" if mm3 < 1000 else f"{mm3 / 1000:.2f} ml"
 
 
@@ -217,7 +220,10 @@ class LabelsPanel(QWidget):
         for r, value in enumerate(self.values()):
             n = self.session.counts.get(value, 0)
             self.table.item(r, COL_VOXELS).setText(f"{n:,}")
-            self.table.item(r, COL_VOLUME).setText(volume_text(n, vol.spacing))
+            item = self.table.item(r, COL_VOLUME)
+            item.setText(volume_text(n, vol.voxel_volume_ml))
+            item.setToolTip("" if vol.voxel_volume_ml is not None else
+                            "No volume: this image has no physical spacing (pixels, not millimetres)")
         self._building = False
 
     def _row_value(self, row: int) -> int | None:
