@@ -10,11 +10,9 @@ label, Delete deletes the selected measurement, Ctrl+Shift+F fills between slice
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 from PySide6.QtCore import QObject, Qt, QTimer
-from PySide6.QtWidgets import QFileDialog, QMenu, QTabWidget
+from PySide6.QtWidgets import QMenu, QTabWidget
 
 from medplib_core.analysis.interpolate import fill_between_slices
 from medplib_core.analysis.stats import label_statistics
@@ -225,25 +223,12 @@ class AnalysisTools(QObject):
         self.code_dialog.open()
 
     def export_rtstruct_dialog(self) -> None:
-        s = self.session
-        if s.volume is None:
+        """File ▸ Export ▸ RT Structure Set: the window's export dialog (a name that collides with
+        nothing, the last export folder)."""
+        if self.session.volume is None:
             return
-        stem = Path(s.path).name.split(".")[0] or "labels"
-        folder = self.win.settings.get("export_dir", self.win._dir(), str)
-        dlg = QFileDialog(self.win, "Export an RT Structure Set", str(Path(folder) / f"{stem}_rtstruct.dcm"),
-                          "RT Structure Set (*.dcm)")
-        dlg.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
-        dlg.setOption(QFileDialog.Option.DontUseNativeDialog, True)
-
-        def chosen(path: str) -> None:
-            if not path.lower().endswith(".dcm"):
-                path += ".dcm"
-            self.win.settings.set("export_dir", str(Path(path).parent))
-            self.win.files.export(path, fmt="rtstruct")
-
-        dlg.fileSelected.connect(chosen)
-        dlg.open()
-        self.rtstruct_dialog = dlg
+        self.win.export_dialog("rtstruct")
+        self.rtstruct_dialog = self.win.file_dialog
 
     # ----- closing ---------------------------------------------------------------------------
     def shutdown(self) -> None:

@@ -19,7 +19,7 @@ from medplib_core.project import PROJECT_SUFFIX
 
 from . import file_dialogs
 
-EXPORT_EXT = {"nifti": ".nii.gz", "seg": ".dcm", "png": ".png"}
+EXPORT_EXT = {"nifti": ".nii.gz", "seg": ".dcm", "png": ".png", "rtstruct": ".dcm"}
 
 Guard = Callable[[Callable[[], None], str], bool]
 
@@ -170,11 +170,11 @@ class FileCommands:
         if not os.path.isdir(folder):
             folder = self._dir()
         stem = (Path(scan).name.split(".")[0] if scan and not is_url(scan) else "") or "labels"
-        suggested = file_dialogs.unused_path(folder, f"{stem}_labels", ext)
+        suggested = file_dialogs.unused_path(folder, f"{stem}_{'rtstruct' if kind == 'rtstruct' else 'labels'}", ext)
 
         def chosen(path: str) -> None:
             self.settings.set("export_dir", str(Path(path).parent))
-            self.files.export(path)
+            self.files.export(path, fmt="rtstruct" if kind == "rtstruct" else None)
 
         self.file_dialog = file_dialogs.export_dialog(self, suggested, ext, chosen)
 

@@ -31,9 +31,8 @@ from ..annotation.labels import LabelSet
 from ..annotation.terminology import term_for_label
 from ..errors import ExportError
 from ..volume import Volume
-from .atomic import atomic_path
 from .dicom_seg import source_datasets
-from .sidecar import build_sidecar, write_sidecar
+from .sidecar import build_sidecar, commit_labels
 
 _COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID",
            "StudyDate", "StudyTime", "StudyID", "AccessionNumber", "ReferringPhysicianName",
@@ -192,15 +191,11 @@ def write_rtstruct(path: str | Path, labels: np.ndarray, volume: Volume, label_s
     ds.StructureSetROISequence = Sequence(rois)
     ds.ROIContourSequence = Sequence(contours_seq)
     ds.RTROIObservationsSequence = Sequence(observations)
-    try:
-        with atomic_path(path, suffix=".dcm") as tmp:
-            ds.save_as(tmp, enforce_file_format=True)
-    except OSError as exc:
-        raise ExportError(f"{path}: could not write the structure set ({exc.strerror or exc})") from exc
     extra = dict(extra or {})
     if notes:
         extra["notes"] = notes
-    write_sidecar(path, build_sidecar(label_set, volume, counts, extra))
+    commit_labels(path, lambda tmp: ds.save_as(tmp, enforce_file_format=True),
+                  build_sidecar(label_set, volume, counts, extra), "structure set")
     return path
 
 
