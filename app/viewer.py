@@ -87,6 +87,7 @@ class ViewerArea(QWidget):
         self.grid.removeWidget(self.fourth)
         self.fourth.hide()
         self.fourth = widget
+        widget.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)  # equal cells
         widget.setParent(self)  # now, not when first shown: an OpenGL child then sets up the
         widget.hide()           # window's surface before it is shown (no re-created window)
         self.set_layout(self.layout_mode)

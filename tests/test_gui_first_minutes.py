@@ -70,8 +70,10 @@ def test_grid_at_1024x700_has_equal_cells_and_clear_texts(qtbot, make_window):
     qtbot.keyClick(cv, Qt.Key.Key_4, ALT)
     qtbot.wait(50)
     views = w.viewer.views
-    widths = [v.width() for v in views] + [w.viewer.info.width()]
-    heights = [v.height() for v in views] + [w.viewer.info.height()]
+    fourth = w.viewer.fourth  # the 3D pane (or the scan info where there is none)
+    assert fourth.isVisible()
+    widths = [v.width() for v in views] + [fourth.width()]
+    heights = [v.height() for v in views] + [fourth.height()]
     assert max(widths) - min(widths) <= 1 and max(heights) - min(heights) <= 1, (widths, heights)
     for v in views:
         assert v.canvas.letters[0] and v.canvas.corner_text[0], v.orientation
