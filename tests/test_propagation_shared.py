@@ -4,6 +4,8 @@ against the reference labels, with the engine's default settings."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bench.propagation import load_case, seed_mask
@@ -47,3 +49,31 @@ def test_propagated_organ_matches_the_reference(shared_data, engine, scan, organ
     minimum, _ = THRESHOLDS[(scan, organ)]
     assert d >= minimum, f"{scan} {organ}: 3D Dice {d:.3f} < {minimum} (stops: {log.stops})"
     assert len(set(log.encoded)) == len(log.encoded)  # no slice encoded twice
+
+
+def test_segment_command_propagates_as_issue_13_measured_it(shared_data, tmp_path):
+    """`medplib-studio segment SCAN --slice K --box ... --propagate` on the CT's right kidney:
+    the label map lands on the scan's grid, the JSON says where each direction stopped."""
+    import json
+    import subprocess
+    import sys
+
+    import nibabel as nib
+    import numpy as np
+
+    volumes = shared_data / "volumes"
+    case = load_case(volumes, "ct_small_abdomen.nii.gz", "kidney_right")
+    out = tmp_path / "kidney.nii.gz"
+    cmd = [sys.executable, "-m", "medplib_core.cli.main", "segment", str(volumes / "ct_small_abdomen.nii.gz"),
+           "--slice", str(case["k"]), "--box", *[str(v) for v in case["box"]], "--propagate", "--out", str(out)]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, cwd=str(Path(__file__).parents[1]))
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert set(report["propagation"]["stops"]) == {"up", "down"}
+    ref = nib.load(str(volumes / "ct_small_abdomen.nii.gz"))
+    got = nib.load(str(out))
+    assert np.allclose(got.affine, ref.affine, atol=1e-4)
+    from medplib_core.export.importers import import_labels
+
+    mask = import_labels(out, case["volume"]).array > 0
+    assert dice(mask, case["truth"]) >= THRESHOLDS[("ct_small_abdomen.nii.gz", "kidney_right")][0]
