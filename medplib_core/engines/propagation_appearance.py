@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-
-from .prompts import fill_holes
+from scipy import ndimage
 
 
 class Appearance:
@@ -49,7 +48,7 @@ class Appearance:
     def trim(mask: np.ndarray, likely: np.ndarray) -> np.ndarray:
         """``mask`` without its rim that is not object-like (``likely``); enclosed holes stay."""
         core = cv2.morphologyEx((mask & likely).astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)) > 0
-        return fill_holes(core) & mask
+        return ndimage.binary_fill_holes(core) & mask
 
 
 def _grey(image: np.ndarray) -> np.ndarray:
