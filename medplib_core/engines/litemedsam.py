@@ -88,7 +88,10 @@ class LiteMedSAMEngine(SegmentationEngine):
             raise MedplibError(f"LiteMedSAM model files run on the CPU, not {self.device}")
         self._weights, self._sha, self._version = files.weights, files.weights_sha256, files.version
         self._origin, self.net = ", model files", None
-        self.encoder, self.decoder = files.encoder(), files.decoder()
+        try:
+            self.encoder, self.decoder = files.encoder(), files.decoder()
+        except RuntimeError as exc:  # OpenVINO cannot read or compile them
+            raise MedplibError(f"{files.folder}: LiteMedSAM model files unusable ({str(exc).strip()[:300]})") from None
 
     @property
     def info(self) -> EngineInfo:
