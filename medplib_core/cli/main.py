@@ -12,10 +12,10 @@ import argparse
 import sys
 from typing import Callable
 
-from . import batch, convert_labels, info, medplib, segment, serve, stats
+from . import batch, convert_labels, info, lite_models, medplib, segment, serve, stats
 
 # One module per subcommand family, in the order ``--help`` lists them.
-COMMANDS = (info, convert_labels, batch, medplib, segment, stats, serve)
+COMMANDS = (info, convert_labels, batch, medplib, segment, stats, serve, lite_models)
 
 
 def build_parser(extra: Callable[[Subparsers], None] | None = None) -> argparse.ArgumentParser:

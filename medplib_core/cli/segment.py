@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
 
         label_set = LabelSet()
         label_set.add(args.text or "segment", value=args.label)
-        sent = send_labels(args.out, _label_volume(args, vol, engine, res, k, window), vol, label_set)
+        sent = send_labels(args.out, _label_volume(args, vol, engine, res, k, window, report), vol, label_set)
         print(json.dumps({**report, "sent": sent.to_dict()}))
         return 0
     out = Path(args.out)
@@ -103,24 +103,27 @@ def run(args: argparse.Namespace) -> int:
     if not as_nifti:
         _write_png(out, res.mask)
     else:
-        _write_nifti(out, _label_volume(args, vol, engine, res, k, window), vol)
+        _write_nifti(out, _label_volume(args, vol, engine, res, k, window, report), vol)
     print(json.dumps(report))
     return 0
 
 
-def _label_volume(args, vol, engine, res, k: int, window) -> np.ndarray:
-    """The result on the scan's grid: the slice's mask, or the propagated 3D object."""
+def _label_volume(args, vol, engine, res, k: int, window, report: dict) -> np.ndarray:
+    """The result on the scan's grid: the slice's mask, or the propagated 3D object (then
+    ``report["propagation"]`` says which slices it reached and why each direction stopped)."""
     from medplib_core.errors import PromptError
 
     if vol.is_2d and args.propagate:
         raise PromptError("--propagate needs a volume")
     labels = np.zeros(vol.shape, np.uint16 if args.label > 255 else np.uint8)
     if args.propagate and res.mask.any():
-        from medplib_core.engines.propagation import propagate_volume
+        from medplib_core.engines.propagation import PropagationLog, propagate_volume, propagation_summary
 
-        mask3d = propagate_volume(engine, vol, k, res.mask, window=window, progress=_progress)
+        log = PropagationLog()
+        mask3d = propagate_volume(engine, vol, k, res.mask, window=window, progress=_progress, log=log)
         print(file=sys.stderr)
         labels[mask3d] = args.label
+        report["propagation"] = propagation_summary(log)
     else:
         labels[k][res.mask] = args.label
     return labels

