@@ -2,7 +2,8 @@
 
 Cases whose manifest record says "ok" for the same input checksum, with an intact output,
 are skipped; failed and missing ones are (re)run. Workers are processes, each with its own
-engine (image encoding is the bottleneck and is CPU/GPU bound). A first stop request lets the
+engine (image encoding is the bottleneck and is CPU/GPU bound), or Ray actors over a cluster
+(`ray_executor`); either way only this process writes the manifest. A first stop request lets the
 running cases finish and writes their records; nothing half-written is ever left behind,
 because every output is written atomically and every manifest record is one fsynced line.
 """
@@ -93,21 +94,28 @@ def _init_worker(engine_cfg: dict[str, Any], threads: int, index_queue) -> None:
     _ENGINE = create_engine(cfg)
 
 
-def _work(job: CaseJob) -> dict[str, Any]:
+def run_job(job: CaseJob, engine) -> dict[str, Any]:
+    """One case on a worker's engine: what every worker runs (a pool process, a Ray actor)."""
     from ..engines.registry import propagation_function
 
-    rec = run_case(job, _ENGINE, propagation_function(_ENGINE))
+    rec = run_case(job, engine, propagation_function(engine))
     rec["worker_pid"] = os.getpid()
     return rec
 
 
+def _work(job: CaseJob) -> dict[str, Any]:
+    return run_job(job, _ENGINE)
+
+
 # ----- parent side -----------------------------------------------------------------------------
 def run_batch(spec: BatchSpec | str | dict, workers: int | None = None, progress: ProgressFn | None = None,
-              stop: threading.Event | None = None, engine=None) -> dict[str, Any]:
+              stop: threading.Event | None = None, engine=None, ray: str | bool | None = None) -> dict[str, Any]:
     """Run every case of ``spec`` that is not already done; return a summary.
 
     ``engine`` (an engine instance) runs everything in this process instead of a pool — what
     the GUI does when it already has an engine loaded, and what a single worker does.
+    ``ray`` runs the cases on Ray (`ray_executor`): True, or the cluster's address ("auto",
+    "local", "HOST:PORT", "ray://HOST:10001"); None follows the spec's ``executor``.
     """
     if not isinstance(spec, BatchSpec):
         spec = load_spec(spec)
@@ -132,14 +140,24 @@ def run_batch(spec: BatchSpec | str | dict, workers: int | None = None, progress
                 progress(prog)
             continue
         jobs.append(CaseJob.from_spec(spec, case, checksum))
-    if workers is None:
-        workers = spec.workers if isinstance(spec.workers, int) else default_workers(spec.engine)
-    workers = max(1, min(int(workers), len(jobs) or 1))
-    if engine is not None or workers == 1:
-        _run_inline(jobs, spec, manifest, prog, progress, stop, engine)
+    wants_ray = spec.executor == "ray" if ray is None else ray is not False
+    executor = "ray" if wants_ray and engine is None else "pool"
+    if executor == "ray":
+        from .ray_executor import run_on_ray
+
+        if workers is None and isinstance(spec.workers, int):
+            workers = spec.workers
+        workers = run_on_ray(jobs, spec, lambda rec: _count(prog, manifest.append(rec), progress), stop,
+                             address=ray if isinstance(ray, str) else None, workers=workers)
     else:
-        _run_pool(jobs, spec, manifest, prog, progress, stop, workers)
-    return {"total": prog.total, "ok": prog.ok, "failed": prog.failed, "skipped": prog.skipped,
+        if workers is None:
+            workers = spec.workers if isinstance(spec.workers, int) else default_workers(spec.engine)
+        workers = max(1, min(int(workers), len(jobs) or 1))
+        if engine is not None or workers == 1:
+            _run_inline(jobs, spec, manifest, prog, progress, stop, engine)
+        else:
+            _run_pool(jobs, spec, manifest, prog, progress, stop, workers)
+    return {"executor": executor, "total": prog.total, "ok": prog.ok, "failed": prog.failed, "skipped": prog.skipped,
             "stopped": stop.is_set() and prog.done < prog.total, "elapsed_s": round(prog.elapsed, 2),
             "workers": workers, "manifest": str(manifest.path)}
 

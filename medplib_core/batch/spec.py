@@ -17,6 +17,8 @@ A spec is a YAML or JSON file (or the same dict from Python)::
     propagate: true               # grow each 2D result through the volume
     dicom_seg: false              # also write a DICOM SEG for DICOM cases
     workers: auto                 # processes; auto = one per two CPU cores (one per GPU on GPUs)
+    executor: pool                # or ray: the cases on Ray engine actors (see batch/ray_executor.py)
+    ray: {address: auto, cpus: 2, gpus: 0, attempts: 3}   # Ray options, all optional (RAY_KEYS)
 
 Every problem is one `SpecError` naming the file, the line (YAML) or key, and the problem:
 unknown keys, wrong types, missing files, repeated case ids. Input paths may point anywhere;
@@ -39,7 +41,13 @@ from .spec_source import Located, SpecError, parse, read_text
 
 __all__ = ["BatchSpec", "Case", "SpecError", "case_id_for", "load_spec", "safe_name"]
 
-TOP_KEYS = {"output", "engine", "cases", "prompts", "targets", "propagate", "dicom_seg", "workers"}
+TOP_KEYS = {"output", "engine", "cases", "prompts", "targets", "propagate", "dicom_seg", "workers",
+            "executor", "ray"}
+EXECUTORS = ("pool", "ray")
+# Ray options (batch/ray_executor.py): key -> (types, lowest value, whether the lowest is allowed)
+RAY_KEYS = {"address": (str,), "workers": (int, 1, True), "cpus": ((int, float), 0, False),
+            "gpus": ((int, float), 0, True), "attempts": (int, 1, True), "window": (int, 1, True),
+            "start_timeout_s": ((int, float), 0, False)}
 CASE_KEYS = {"path": {"path", "id"}, "folder": {"folder", "pattern"}, "csv": {"csv"},
              "qido": {"qido", "query", "limit"}}
 ENGINE_NAMES = ("litemedsam", "medplib")
@@ -72,6 +80,8 @@ class BatchSpec:
     dicom_seg: bool = False
     workers: int | str = "auto"
     source: str = "<dict>"
+    executor: str = "pool"  # "pool" (processes on this machine) or "ray"
+    ray: dict[str, Any] = field(default_factory=dict)  # Ray options (RAY_KEYS), checked
 
     def prompts_for(self, case_id: str) -> list[PromptRow]:
         return self.prompts.get(case_id, [])
@@ -152,7 +162,8 @@ def _build(data: dict, loc: Located, base: Path, confine: bool, output) -> Batch
     return BatchSpec(cases=cases, output=_output(data.get("output"), output, base, confine, loc),
                      engine=engine, prompts=prompts, targets=targets, label_values=values,
                      propagate=_flag(data, "propagate", loc), dicom_seg=_flag(data, "dicom_seg", loc),
-                     workers=_workers(data.get("workers", "auto"), loc), source=loc.source)
+                     workers=_workers(data.get("workers", "auto"), loc), source=loc.source,
+                     executor=_executor(data.get("executor"), loc), ray=_ray(data.get("ray"), loc))
 
 
 def _suggest(word: str, choices) -> str:
@@ -218,6 +229,43 @@ def _workers(value: Any, loc: Located) -> int | str:
         raise loc.error(("workers",), f"expected auto or a number of processes (1..1024), got "
                         f"{_short.repr(value)}")
     return value
+
+
+def _executor(value: Any, loc: Located) -> str:
+    if value is None:
+        return "pool"
+    name = str(value).lower() if isinstance(value, str) else None
+    if name not in EXECUTORS:
+        raise loc.error(("executor",), f"unknown executor {_short.repr(value)}"
+                        f"{_suggest(str(value), EXECUTORS)}; choose {' or '.join(EXECUTORS)}")
+    return name
+
+
+def _ray(value: Any, loc: Located) -> dict[str, Any]:
+    """The Ray options, each of its type and range (a null option is left out)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise loc.error(("ray",), f"expected a mapping of Ray options, got {_short.repr(value)}")
+    out: dict[str, Any] = {}
+    for key, v in value.items():
+        if key not in RAY_KEYS:
+            raise loc.error(("ray", str(key)), f"unknown Ray option {str(key)!r}{_suggest(key, RAY_KEYS)}"
+                            f" (Ray options: {', '.join(sorted(RAY_KEYS))})")
+        if v is None:
+            continue
+        types, *bound = RAY_KEYS[key]
+        if key == "address":
+            ok = isinstance(v, str) and bool(v.strip())
+            want = "a Ray address (auto, local, HOST:PORT or ray://HOST:10001)"
+        else:
+            low, inclusive = bound
+            ok = isinstance(v, types) and not isinstance(v, bool) and (v >= low if inclusive else v > low)
+            want = f"{'a whole number' if types is int else 'a number'} {'>=' if inclusive else '>'} {low}"
+        if not ok:
+            raise loc.error(("ray", key), f"expected {want}, got {_short.repr(v)}")
+        out[key] = v.strip() if key == "address" else v
+    return out
 
 
 def _engine(value: Any, loc: Located) -> dict[str, Any]:

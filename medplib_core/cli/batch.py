@@ -14,6 +14,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, help="worker processes (default: one per two CPU cores, or one per GPU)")
     p.add_argument("--output", help="the run folder (default: the spec's output, which must lie inside the "
                    "spec's folder)")
+    p.add_argument("--ray", nargs="?", const=True, metavar="ADDRESS",
+                   help="run the cases on Ray: auto (a running cluster), local (a new one on this machine), "
+                        "HOST:PORT or ray://HOST:10001; without ADDRESS: RAY_ADDRESS, a cluster started here, "
+                        "else a new local one (needs medplib-studio[cluster])")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--server", metavar="URL", help="run the spec's engine on a `medplib-studio serve` "
                    "at URL (token: $MEDPLIB_SERVER_TOKEN); the cases run in this process")
@@ -39,6 +43,10 @@ def run(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec, output=args.output)
     engine = None
+    if args.server and args.ray:
+        from medplib_core.errors import MedplibError
+
+        raise MedplibError("--server and --ray exclude each other: Ray workers load their own engines")
     if args.server:
         from medplib_core.engines.remote import RemoteEngine
 
@@ -61,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         print(("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
 
     try:
-        summary = run_batch(spec, workers=args.workers, progress=show, stop=stop, engine=engine)
+        summary = run_batch(spec, workers=args.workers, progress=show, stop=stop, engine=engine, ray=args.ray)
     except KeyboardInterrupt:
         print("\nstopped; finished cases are recorded in the manifest, re-run to resume", file=sys.stderr)
         return 130
@@ -70,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
     if tty and not args.quiet:
         print(file=sys.stderr)
     print(f"{summary['ok']} ok, {summary['failed']} failed, {summary['skipped']} skipped of {summary['total']} "
-          f"cases in {summary['elapsed_s']} s with {summary['workers']} worker(s); manifest: {summary['manifest']}")
+          f"cases in {summary['elapsed_s']} s with {summary['workers']} {'Ray ' if summary['executor'] == 'ray' else ''}"
+          f"worker(s); manifest: {summary['manifest']}")
     if summary["stopped"]:
         print("stopped before the end: re-run the same command to resume", file=sys.stderr)
         return 130

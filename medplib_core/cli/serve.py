@@ -32,6 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--client-inflight", type=int, default=16, help="requests per client at once (429 beyond)")
     g.add_argument("--max-answers", type=int, default=8, help="chat answers generated at once (503 beyond)")
     g.add_argument("--conversations", type=int, default=8, help="open conversations per client")
+    r = p.add_argument_group("replicas on Ray (medplib-studio[cluster])")
+    r.add_argument("--ray", nargs="?", const=True, metavar="ADDRESS",
+                   help="serve from engine replicas on Ray Serve behind this one URL: auto, local, HOST:PORT; "
+                        "without ADDRESS: RAY_ADDRESS, a cluster started here, else a new local one")
+    r.add_argument("--replicas", type=int, help="engine replicas (default: one per GPU of the cluster, else 1)")
+    r.add_argument("--replica-cpus", type=float, help="CPUs each replica asks for (default 1)")
     p.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"))
     p.set_defaults(func=run)
 
@@ -62,6 +68,10 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.tls_cert) != bool(args.tls_key):
         raise MedplibError("--tls-cert and --tls-key go together")
     config, generated = config_from_args(args)
+    if args.ray is not None:
+        from medplib_core.server.ray_serve import serve_cli
+
+        return serve_cli(config, generated, None if args.ray is True else args.ray, args.replicas, args.replica_cpus)
     sock = _bind(config.host, config.port)
     import uvicorn
 
