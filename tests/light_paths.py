@@ -27,7 +27,7 @@ def main(out: Path) -> int:
     from medplib_core.engines.base import Prompt
     from medplib_core.engines.registry import create_engine
     from medplib_core.export import export_labels, import_labels
-    from medplib_core.project.format import load_project
+    from medplib_core.project import load_project
     from medplib_core.session import AnnotationSession
 
     try:
