@@ -208,7 +208,15 @@ def parse_backend(spec: str | None) -> tuple[str, str]:
 
 
 def _openvino(image_encoder, weights_sha256: str, precision: str, threads: int, eager) -> Encoder | None:
-    """An OpenVINO encoder at ``precision`` (auto, f32, bf16) if it passes its check."""
+    """An OpenVINO encoder at ``precision`` (auto, f32, bf16, int8) if it passes its check."""
+    from . import int8_encoder
+
+    if precision == "int8":
+        path = int8_encoder.build(image_encoder, weights_sha256)
+        enc: Encoder = OpenVinoEncoder(path, threads, tag="int8-")  # the rest in bf16 where native
+        key = f"{int8_encoder.verdict_key(weights_sha256)}:{enc.name}"
+        ok = remembered_check(key, lambda: int8_encoder.check(enc, eager, weights_sha256, threads))
+        return enc if ok else None
     enc = OpenVinoEncoder(export_onnx(image_encoder, weights_sha256), threads,
                           None if precision == "auto" else precision)
     key = f"{enc.name}:{weights_sha256[:16]}:{backend_version('openvino')}"
@@ -221,9 +229,11 @@ def make_encoder(
     """The fastest trustworthy encoder for this machine (see the module docstring).
 
     ``backend``: ``auto``, ``eager``, ``cuda``, ``onnxruntime``, ``openvino`` or
-    ``openvino-f32`` / ``-bf16`` (``$MEDPLIB_ENCODER`` and
+    ``openvino-f32`` / ``-bf16`` / ``-int8`` (``$MEDPLIB_ENCODER`` and
     ``$MEDPLIB_ENCODER_PRECISION`` override it).
     """
+    from . import int8_encoder
+
     name, precision = parse_backend(backend)
     threads = inference_threads()
     eager = TorchEncoder(image_encoder, "cpu" if device == "cpu" else device)
@@ -235,6 +245,11 @@ def make_encoder(
         return eager
     if name == "auto":
         candidates = [("openvino", "auto"), ("onnxruntime", "f32")]
+        choice = int8_encoder.remembered_choice(weights_sha256)
+        if choice == "int8":
+            candidates.insert(0, ("openvino", "int8"))
+        elif choice is None and os.environ.get("MEDPLIB_INT8_BUILD", "1") != "0":
+            int8_encoder.start_background_build(weights_sha256)  # used from the next start
     else:
         candidates = [(name, precision)]
     for runtime, prec in candidates:
