@@ -144,10 +144,10 @@ def _click_once(win, view, x: float, y: float) -> tuple[float, float]:
     cv = view.canvas
     t = time.perf_counter()
     QTest.mouseClick(cv, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, image_point(cv, x, y))
-    wait_until(lambda: win.doc.proposal is not None and win.engine.pending is None, 120, step_ms=1)
+    wait_until(lambda: win.session.proposal is not None and win.engine.pending is None, 120, step_ms=1)
     cv.repaint()
     ms = (time.perf_counter() - t) * 1000
-    prov = win.doc.proposal.record.provenance if win.doc.proposal is not None else {}
+    prov = win.session.proposal.record.provenance if win.session.proposal is not None else {}
     return ms, float(prov.get("latency_ms", float("nan")))
 
 
@@ -157,11 +157,13 @@ def bench_clicks(win, vol, n: int) -> list[tuple[str, float, float, float, int]]
     from PySide6.QtTest import QTest
 
     from app.automation import wait_until
-    from medplib_core.slicing import slice_geometry
 
     eng = win.engine.engine
     view = win.viewer.active
-    QTest.keyClick(view.canvas, Qt.Key.Key_P)
+    win.activateWindow()
+    QTest.keyClick(view.canvas, Qt.Key.Key_P)  # the point tool, as a user picks it
+    if win.tools.tool.value != "point_pos":  # no keyboard focus on this display: the same, directly
+        win.tools.set_tool("point_pos")
     rng = np.random.default_rng(0)
     h, w = vol.shape[1:]
     points = [(float(rng.uniform(0.3, 0.7) * w), float(rng.uniform(0.3, 0.7) * h)) for _ in range(n)]
@@ -178,7 +180,7 @@ def bench_clicks(win, vol, n: int) -> list[tuple[str, float, float, float, int]]
                 eng._pre._gate = eng.gate if preempt else None
             step = 1 if (i + len(times[label])) % 2 == 0 else -1
             view.set_index((view.index + step) % view.n_slices())  # the controller pre-encodes it first
-            px = view.renderer.windowed(vol, slice_geometry(vol, "axial", view.index), win.doc.window)
+            px = view.renderer.pixels("axial", view.index)
             wait_until(lambda: eng.is_cached(px), 300)
             if background:
                 wait_until(lambda: eng.preencoding, 5)
