@@ -85,11 +85,11 @@ def test_environment_override_selects_int8(int8_engine, monkeypatch):
 
 
 def test_auto_uses_int8_only_when_checked_agreeing_and_faster(tmp_path, monkeypatch):
-    from medplib_core.engines.accel import openvino_precision, remembered_check
+    from medplib_core.engines.accel import remembered_check
 
     monkeypatch.setenv("MEDPLIB_CACHE_DIR", str(tmp_path))
     assert int8_encoder.remembered_choice(SHA) is None  # no verdict yet: build in the background
-    key = f"{int8_encoder.verdict_key(SHA)}:openvino-int8-{openvino_precision('MEDPLIB_ENCODER_PRECISION')}"
+    key = f"{int8_encoder.verdict_key(SHA)}:openvino-int8-{int8_encoder.INNER_PRECISION}"
     remembered_check(key, lambda: (True, {"faster": True}))
     assert int8_encoder.remembered_choice(SHA) is None  # ... but the model file is missing
     model = int8_encoder.model_path(SHA)

@@ -213,7 +213,9 @@ def _openvino(image_encoder, weights_sha256: str, precision: str, threads: int, 
 
     if precision == "int8":
         path = int8_encoder.build(image_encoder, weights_sha256)
-        enc: Encoder = OpenVinoEncoder(path, threads, tag="int8-")  # the rest in bf16 where native
+        # The layers left in floating point run in fp32 even where bf16 is native: int8 on top
+        # of bf16 moved the masks too far from eager PyTorch (see int8_encoder.INNER_PRECISION).
+        enc: Encoder = OpenVinoEncoder(path, threads, int8_encoder.INNER_PRECISION, tag="int8-")
         key = f"{int8_encoder.verdict_key(weights_sha256)}:{enc.name}"
         ok = remembered_check(key, lambda: int8_encoder.check(enc, eager, weights_sha256, threads))
         return enc if ok else None
