@@ -2,7 +2,7 @@
 event-loop stall while encoding, propagating, exporting and saving run in the background, and
 click → mask in the real window.
 
-    python bench/gui.py [--frames 200] [--no-model] [--clicks 12] [--xvfb]
+    python bench/gui.py [--frames 200] [--no-model] [--clicks 12] [--xvfb] [--no-propagate]
 
 ``--xvfb`` runs the window on a virtual X server (xcb platform, as a user's display would
 be; the default is Qt's offscreen platform).
@@ -207,6 +207,7 @@ def main(argv=None) -> int:
     p.add_argument("--no-model", action="store_true", help="skip the LiteMedSAM encoding/propagation rows")
     p.add_argument("--clicks", type=int, default=12, help="clicks per condition (0: skip the click rows)")
     p.add_argument("--xvfb", action="store_true", help="run the window under Xvfb (xcb platform)")
+    p.add_argument("--no-propagate", action="store_true", help="skip the 3D propagation rows (minutes)")
     a = p.parse_args(argv)
     if a.xvfb and not os.environ.get("MEDPLIB_BENCH_XVFB"):
         import subprocess
@@ -259,7 +260,7 @@ def main(argv=None) -> int:
     stall_rows.append(("box → mask (engine thread) and proposal drawn", stall, el))
     from medplib_core.engines.base import Capability
 
-    if win.session.proposal is not None and win.engine.engine.supports(Capability.PROPAGATE):
+    if not a.no_propagate and win.session.proposal is not None and win.engine.engine.supports(Capability.PROPAGATE):
         stall, el = meter.run(win.propagate, lambda: not win.propagation.running, timeout=900)
         stall_rows.append((f"propagate in 3D ({vol.shape[0]} slices)", stall, el))
         if win.session.proposal is not None and win.session.proposal.is_3d:

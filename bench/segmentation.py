@@ -250,7 +250,7 @@ def main(argv=None) -> int:
         engines = make_engines(specs)
         root = Path(args.manifest).parent
         cases = [load_case(root, r) for r in rows[:: args.backend_every]]
-        res = run_encoders(engines, cases, dice, Prompt)
+        res = run_encoders(engines, cases, dice, Prompt, interior_point)
         print(f"\nencoder backends on {len(cases)} rows (every {args.backend_every}th), interleaved row by row;"
               f" decoder of each row's engine: eager for eager, else auto")
         print_encoder_table(res)
