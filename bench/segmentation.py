@@ -1,14 +1,24 @@
-"""Segmentation benchmark: LiteMedSAM prompt modes, speed, and 3D propagation on real data.
+"""Segmentation benchmark: LiteMedSAM prompt modes, every backend's speed, and 3D propagation.
 
     python bench/segmentation.py [--manifest ../shared/data/dev2d/manifest.csv] [--limit N]
+        [--backend-every K] [--max-isa AVX2] [--build-int8] [--no-3d] [--json OUT]
 
-Over manifest rows with ``largest_cc_frac >= 0.95``: Dice per modality for a tight box, a box
-enlarged by 10 %, a single click at the mask's interior point farthest from its border, the
-mask's outline as a free-form polygon, one corrective click after the 10 % box, and the naive
-reference pipeline (whole image, eager PyTorch, threshold 0.5); eager-vs-fast tight-box Dice;
-encoder/decoder/click latency medians and the fast encoder's and decoder's speed-ups over eager
-PyTorch (same process, so the ratios are meaningful even when the machine is busy). Then 3D propagation on ct_small_abdomen.
-Ends with ``mean Dice (tight box): X``.
+Over manifest rows with ``largest_cc_frac >= 0.95``, with the engine the application picks
+(``auto``): Dice per modality for a tight box, a box enlarged by 10 %, a single click at the
+mask's interior point farthest from its border, the mask's outline as a free-form polygon and
+one corrective click after the 10 % box, each also for the two halves of the rows (even / odd
+row numbers: anything tuned on one half should hold on the other); then click -> mask and
+box -> mask latency (medians and 90th percentiles, embedding cached). On every K-th row, every
+encoder backend this machine offers (eager PyTorch, OpenVINO fp32, OpenVINO bf16 where the CPU
+has it natively, OpenVINO int8, ONNX Runtime fp32; see bench/seg_backends.py) is timed in the
+same process, interleaved row by row, with its speed-up over eager, its embedding error against
+eager and its own tight-box Dice; then the mask decoder backends. Then 3D propagation on
+ct_small_abdomen. Ends with ``mean Dice (tight box): X``.
+
+``--max-isa AVX2`` emulates a CPU without AVX-512 (``ONEDNN_MAX_CPU_ISA`` for OpenVINO's and
+PyTorch's oneDNN; a separate accelerator cache): partial, because OpenVINO's MLAS GEMMs and ONNX
+Runtime still use every instruction the CPU has. Timings are wall clock; "CPU s / call" is the
+process's CPU time (all threads), which other load on a shared machine does not inflate.
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 import time
 from collections import defaultdict
@@ -26,6 +37,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 DATA = REPO.parent / "shared" / "data"
 
 from medplib_core.engines.base import Prompt  # noqa: E402
@@ -62,55 +74,31 @@ def corrective_click(gt: np.ndarray, mask: np.ndarray):
     return interior_point(comp == big), lab
 
 
-class Timed:
-    """Wraps an encoder to record each call's duration."""
-
-    def __init__(self, enc):
-        self.enc, self.times, self.name = enc, [], enc.name
-
-    def __call__(self, x):
-        t = time.perf_counter()
-        out = self.enc(x)
-        self.times.append(time.perf_counter() - t)
-        return out
+def load_rows(args) -> list[dict]:
+    rows = [r for r in csv.DictReader(open(args.manifest)) if float(r["largest_cc_frac"]) >= args.min_frac]
+    return rows[: args.limit] if args.limit else rows
 
 
-class TimedDecoder:
-    """Wraps a mask-decoder backend to record (prompts in the batch, duration) per call."""
-
-    def __init__(self, backend):
-        self.backend, self.calls, self.name = backend, [], backend.name
-
-    def __call__(self, embedding, sparse, *rest):
-        t = time.perf_counter()
-        out = self.backend(embedding, sparse, *rest)
-        self.calls.append((int(sparse.shape[0]), time.perf_counter() - t))
-        return out
-
-    def median_ms(self, n: int = 1) -> float:
-        times = [t for k, t in self.calls if k == n]
-        return float(np.median(times)) * 1000 if times else float("nan")
+def load_case(root: Path, r: dict):
+    img, gt = load_rgb(root / r["image"]), cv2.imread(str(root / r["mask"]), cv2.IMREAD_GRAYSCALE) > 127
+    return img, gt, tuple(float(v) for v in r["box_xyxy"].split())
 
 
-def run_2d(args, fast, eager) -> dict:
+def run_2d(args, fast, rows) -> dict:
+    """Every prompt mode on every row with the application's engine."""
     from medplib_core.engines.litemedsam import Settings
 
-    rows = [r for r in csv.DictReader(open(args.manifest)) if float(r["largest_cc_frac"]) >= args.min_frac]
-    rows = rows[: args.limit] if args.limit else rows
     root = Path(args.manifest).parent
     dices: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     lat: dict[str, list[float]] = defaultdict(list)
-    naive = Settings(zoom=False, clip_margin=None, box_pad=0.0)
     whole = Settings(zoom=False)
-    pairs: list[tuple[float, float]] = []
     for i, r in enumerate(rows):
-        img, gt = load_rgb(root / r["image"]), cv2.imread(str(root / r["mask"]), cv2.IMREAD_GRAYSCALE) > 127
+        img, gt, box = load_case(root, r)
         mod = r["modality"]
-        box = tuple(float(v) for v in r["box_xyxy"].split())
 
         def add(mode, value):
-            dices[mode][mod].append(value)
-            dices[mode]["ALL"].append(value)
+            for key in (mod, "ALL", "half A (even rows)" if i % 2 == 0 else "half B (odd rows)"):
+                dices[mode][key].append(value)
 
         s = fast.encode(img)
         t = time.perf_counter()
@@ -134,18 +122,53 @@ def run_2d(args, fast, eager) -> dict:
         if cc is not None:
             m10 = s.predict(Prompt(points=[cc[0]], point_labels=[cc[1]], mask_input=m10)).mask
         add("box +10% +1 corrective click", dice(m10, gt))
-        if eager is not None and i % args.eager_every == 0:
-            se = eager.encode(img)
-            de = dice(se.predict(Prompt(box=box)).mask, gt)
-            add("tight box, eager PyTorch", de)
-            pairs.append((dices["tight box"][mod][-1], de))
-            keep, eager.settings = eager.settings, naive
-            add("naive reference (eager)", dice(se.box_mask(box)[0] > 0, gt))
-            eager.settings = keep
         if args.verbose:
             run = "  ".join(f"{k}={np.mean(v['ALL']):.3f}" for k, v in dices.items())
             print(f"[{i + 1}/{len(rows)}] {mod} {r['target']}: {run}", flush=True)
-    return {"dice": dices, "latency": lat, "pairs": pairs}
+    return {"dice": dices, "latency": lat}
+
+
+def print_modes(r2: dict, engine) -> None:
+    per = r2["dice"]
+    mods = sorted({m for d in per.values() for m in d if m not in ("ALL",) and not m.startswith("half")})
+    cols = mods + ["half A (even rows)", "half B (odd rows)"]
+    print(f"\nprompt modes, encoder {engine.encoder.name}, decoder {engine.decoder.name} (Dice, rows)")
+    print(f"| {'prompt mode':38s} | " + " | ".join(c.split(" (")[0] for c in cols) + " | mean |")
+    print("|---|" + "---|" * (len(cols) + 1))
+    for mode, d in per.items():
+        cells = " | ".join(f"{np.mean(d[c]):.3f} ({len(d[c])})" if d.get(c) else "-" for c in cols)
+        print(f"| {mode:38s} | {cells} | **{np.mean(d['ALL']):.3f}** |")
+    print()
+    for k, v in r2["latency"].items():
+        print(f"{k}: median {np.median(v) * 1000:.0f} ms, 90th percentile {np.percentile(v, 90) * 1000:.0f} ms"
+              f" (n={len(v)}; encoder {engine.encoder.name}, decoder {engine.decoder.name})")
+
+
+def machine_line() -> str:
+    import platform
+
+    import openvino
+    import torch
+
+    from medplib_core import threads
+
+    name, flags = platform.processor() or "?", set()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    isa = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16") if f in flags]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    emulated = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    return (f"CPU {name} ({os.cpu_count()} logical), flags {' '.join(isa)}"
+            f"{f', oneDNN limited to {emulated} (emulation)' if emulated else ''}; threads {threads.configure()}, "
+            f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'default')}; torch {torch.__version__}, "
+            f"openvino {openvino.__version__}; load average {load:.1f}")
 
 
 def run_3d(fast, volume_path: Path) -> list[dict]:
@@ -180,9 +203,10 @@ def main(argv=None) -> int:
     ap.add_argument("--volume", default=str(DATA / "volumes" / "ct_small_abdomen.nii.gz"))
     ap.add_argument("--min-frac", type=float, default=0.95)
     ap.add_argument("--limit", type=int, default=0, help="only the first N rows (quick runs)")
-    ap.add_argument("--no-eager", action="store_true", help="skip the eager PyTorch engine (no speed-ups)")
-    ap.add_argument("--eager-every", type=int, default=1,
-                    help="run the eager reference on every N-th row only (quicker)")
+    ap.add_argument("--backend-every", type=int, default=3, help="time every backend on every K-th row")
+    ap.add_argument("--no-backends", action="store_true", help="skip the per-backend tables")
+    ap.add_argument("--build-int8", action="store_true", help="quantise the int8 encoder now if missing")
+    ap.add_argument("--max-isa", help="emulate an older CPU, e.g. AVX2 (see the module docstring)")
     ap.add_argument("--no-3d", action="store_true")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("-v", "--verbose", action="store_true")
@@ -190,47 +214,50 @@ def main(argv=None) -> int:
     if not Path(args.manifest).is_file():
         print(f"manifest not found: {args.manifest}", file=sys.stderr)
         return 2
-    import torch
+    if args.max_isa and os.environ.get("ONEDNN_MAX_CPU_ISA") != args.max_isa.upper():
+        import subprocess
 
-    from medplib_core.engines.accel import cpu_threads
+        cache = Path(os.environ.get("MEDPLIB_CACHE_DIR") or Path.home() / ".cache" / "medplib-studio")
+        env = dict(os.environ, ONEDNN_MAX_CPU_ISA=args.max_isa.upper(), MEDPLIB_CACHE_DIR=str(cache / f"isa-{args.max_isa.lower()}"))
+        return subprocess.call([sys.executable, __file__] + list(argv if argv is not None else sys.argv[1:]), env=env)
+    import medplib_core.engines  # noqa: F401  (the thread policy, before PyTorch loads)
     from medplib_core.engines.litemedsam import LiteMedSAMEngine
 
-    torch.set_num_threads(cpu_threads())
+    from seg_backends import (Timed, TimedDecoder, decoder_table, encoder_specs, make_engines,
+                              print_encoder_table, run_encoders)
+
+    print(machine_line())
+    os.environ.setdefault("MEDPLIB_INT8_BUILD", "0")  # no background quantisation while timing
+    if args.build_int8:
+        from medplib_core.engines.fast_encoder import make_encoder
+        from medplib_core.engines.litemedsam_model import build_network, file_sha256, weights_path
+
+        enc = make_encoder(build_network().image_encoder, file_sha256(weights_path()), "cpu", "openvino-int8")
+        print(f"int8 encoder built and checked: {enc.name}")
+    rows = load_rows(args)
     fast = LiteMedSAMEngine()
-    eager = None if args.no_eager else LiteMedSAMEngine(backend="eager")
     fast.encoder = Timed(fast.encoder)
     fast.decoder.backend = TimedDecoder(fast.decoder.backend)
-    if eager is not None:
-        eager.encoder = Timed(eager.encoder)
-        eager.decoder.backend = TimedDecoder(eager.decoder.backend)
-    print(f"engine: {fast.info.name} {fast.info.version}, encoder {fast.encoder.name}, "
-          f"decoder {fast.decoder.name}, threads {cpu_threads()}")
+    print(f"engine: {fast.info.name} {fast.info.version}, auto picked encoder {fast.encoder.name}, "
+          f"decoder {fast.decoder.name}")
     t0 = time.perf_counter()
-    r2 = run_2d(args, fast, eager)
-    mods = sorted({m for d in r2["dice"].values() for m in d if m != "ALL"})
-    print(f"\n{'prompt mode':34s}" + "".join(f"{m[:10]:>12s}" for m in mods) + f"{'mean':>9s}")
-    for mode, per in r2["dice"].items():
-        cells = "".join(f"{np.mean(per[m]):8.3f} ({len(per[m]):2d})" if per.get(m) else f"{'-':>12s}" for m in mods)
-        print(f"{mode:34s}{cells}{np.mean(per['ALL']):9.3f}")
-    lat = r2["latency"]
-    fe = np.median(fast.encoder.times) if fast.encoder.times else float("nan")
-    print(f"\nencoder {fast.encoder.name}: median {fe * 1000:.0f} ms over {len(fast.encoder.times)} calls")
-    if eager is not None and eager.encoder.times:
-        ee = np.median(eager.encoder.times)
-        print(f"encoder eager PyTorch: median {ee * 1000:.0f} ms; speed-up {ee / fe:.2f}x")
-        both = r2["pairs"]
-        dd = float(np.mean([a - b for a, b in both])) if both else float("nan")
-        print(f"tight-box Dice fast - eager on the same {len(both)} rows: {dd:+.4f}")
-    fd = fast.decoder.backend.median_ms(1)
-    print(f"mask decoder {fast.decoder.name}, one prompt: median {fd:.0f} ms", end="")
-    if eager is not None and eager.decoder.backend.calls:
-        ed = eager.decoder.backend.median_ms(1)
-        print(f"; eager PyTorch {ed:.0f} ms; speed-up {ed / fd:.2f}x", end="")
-    print()
-    for k, v in lat.items():
-        print(f"{k}: median {np.median(v) * 1000:.0f} ms, 90th percentile {np.percentile(v, 90) * 1000:.0f} ms"
-              f" (n={len(v)})")
-    print(f"2D part took {time.perf_counter() - t0:.0f} s (machine shared: timings are noisy)")
+    r2 = run_2d(args, fast, rows)
+    print_modes(r2, fast)
+    print(f"2D part took {time.perf_counter() - t0:.0f} s")
+    out = {"dice": {k: {m: float(np.mean(v)) for m, v in d.items()} for k, d in r2["dice"].items()}}
+    if not args.no_backends:
+        specs = encoder_specs(args.build_int8)
+        engines = make_engines(specs)
+        root = Path(args.manifest).parent
+        cases = [load_case(root, r) for r in rows[:: args.backend_every]]
+        res = run_encoders(engines, cases, dice, Prompt, interior_point)
+        print(f"\nencoder backends on {len(cases)} rows (every {args.backend_every}th), interleaved row by row;"
+              f" decoder of each row's engine: eager for eager, else auto")
+        print_encoder_table(res)
+        embs = [engines["eager"].encode(img).embedding for img, _, _ in cases[:8]]
+        decoder_table(embs)
+        out["encoders"] = {k: {"median_ms": float(np.median(v["times"]) * 1000), "dice": float(np.mean(v["dice"])),
+                               "backend": v["name"]} for k, v in res.items()}
     r3 = []
     if not args.no_3d and Path(args.volume).is_file():
         r3 = run_3d(fast, Path(args.volume))
@@ -239,8 +266,7 @@ def main(argv=None) -> int:
             print(f"  {r['organ']:12s} Dice {r['dice']:.3f}  {r['seconds']:6.1f} s  slices {r['slices']}"
                   f" (truth {r['gt_slices']})  stops: {r['stops']}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"dice": {k: {m: float(np.mean(v)) for m, v in d.items()}
-                                                         for k, d in r2["dice"].items()}, "3d": r3}, indent=1))
+        Path(args.json).write_text(json.dumps({**out, "3d": r3}, indent=1))
     print(f"mean Dice (tight box): {np.mean(r2['dice']['tight box']['ALL']):.3f}")
     return 0
 

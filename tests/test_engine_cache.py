@@ -7,7 +7,8 @@ import time
 
 import numpy as np
 
-from medplib_core.engines.cache import EmbeddingCache, PreEncoder, image_key
+from medplib_core.engines.cache import EmbeddingCache, image_key
+from medplib_core.engines.scheduling import PreEncoder
 
 
 def test_cache_is_bounded_in_bytes_and_lru():

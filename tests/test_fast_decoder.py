@@ -86,3 +86,27 @@ def engine_decoder_pair(net):
 
     fast = make_decoder(net, file_sha256(weights_path()))
     return fast, EagerDecoder(DecoderCore(net).eval()), net
+
+
+def test_numpy_prompt_embedding_equals_sam_prompt_encoder():
+    """Boxes, clicks with and without a box: the numpy tokens equal SAM's prompt encoder's."""
+    import torch
+
+    from medplib_core.engines.litemedsam_model import build_network
+    from medplib_core.engines.prompt_embedding import PromptEmbedder
+
+    net = build_network("cpu")
+    pe = net.prompt_encoder
+    emb = PromptEmbedder(pe)
+    rng = np.random.default_rng(1)
+    boxes = np.sort(rng.uniform(0, 255, (3, 2, 2)), axis=1).reshape(3, 4).astype(np.float32)
+    points = rng.uniform(0, 255, (3, 2, 2)).astype(np.float32)
+    labels = np.array([[1, 0], [1, 1], [0, 1]], np.float32)
+    with torch.no_grad():
+        for b, p in ((boxes, None), (None, points), (boxes, points)):
+            pts = None if p is None else (torch.from_numpy(p), torch.from_numpy(labels))
+            ref, dense = pe(points=pts, boxes=None if b is None else torch.from_numpy(b).reshape(-1, 1, 4), masks=None)
+            got = emb(b, p, None if p is None else labels)
+            assert got.shape == tuple(ref.shape)
+            assert np.abs(got - ref.numpy()).max() < 1e-4
+    assert np.array_equal(emb.dense, dense[:1].numpy())

@@ -79,15 +79,16 @@ _ENGINE = None
 
 def _init_worker(engine_cfg: dict[str, Any], threads: int, index_queue) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how to stop
+    from .. import threads as thread_policy  # before PyTorch loads (its OpenMP wait policy)
+
+    thread_policy.configure(max(1, threads))  # PyTorch (if installed), OpenCV and the models compiled here
     cfg = dict(engine_cfg)
     try:
         import torch
     except ImportError:  # the light install: LiteMedSAM from OpenVINO model files
         torch = None
-    if torch is not None:
-        torch.set_num_threads(max(1, threads))
-        if cfg.get("device") in (None, "auto") and torch.cuda.is_available():
-            cfg["device"] = f"cuda:{index_queue.get() % torch.cuda.device_count()}"
+    if torch is not None and cfg.get("device") in (None, "auto") and torch.cuda.is_available():
+        cfg["device"] = f"cuda:{index_queue.get() % torch.cuda.device_count()}"
     global _ENGINE
     from ..engines.registry import create_engine
 

@@ -5,6 +5,7 @@ Importing this package is cheap; the model code (torch) loads only when an engin
 
 from __future__ import annotations
 
+from .. import threads as _threads  # noqa: F401  (before PyTorch loads: its OpenMP wait policy)
 from .base import EngineInfo, EngineSession, Prompt, SegmentationEngine, SegResult, provenance
 
 __all__ = [

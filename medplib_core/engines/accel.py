@@ -26,18 +26,11 @@ def cache_dir() -> Path:
 
 
 def cpu_threads() -> int:
-    """Physical cores this process may use (hyper-threads do not help these kernels)."""
-    try:
-        avail = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - non-Linux
-        avail = os.cpu_count() or 1
-    try:
-        import psutil
+    """Threads one inference may use: `medplib_core.threads.inference_threads` (kept under
+    this name for the callers that predate the process-wide thread policy)."""
+    from ..threads import inference_threads
 
-        phys = psutil.cpu_count(logical=False) or avail
-    except Exception:  # pragma: no cover
-        phys = avail
-    return max(1, min(avail, phys))
+    return inference_threads()
 
 
 def temp_path(path: Path) -> Path:
@@ -67,26 +60,46 @@ def export_onnx_once(module, args: tuple, path: Path, min_bytes: int, **options)
     return path
 
 
-def openvino_compile(onnx_path: Path, threads: int, precision_env: str, precision: str | None = None):
-    """Compile an ONNX model for OpenVINO's CPU plug-in; returns (compiled model, precision).
+def openvino_precision(precision_env: str, precision: str | None = None) -> str:
+    """``bf16`` where the CPU has native bf16 (AVX512-BF16 / AMX), else ``f32``; the environment
+    variable ``precision_env`` (or ``precision``) saying ``f32`` keeps fp32."""
+    precision = (precision or os.environ.get(precision_env, "auto")).lower()
+    if precision in ("f32", "fp32"):
+        return "f32"
+    import openvino as ov
 
-    bf16 is used where the CPU has native bf16 (AVX512-BF16 / AMX) unless the environment
-    variable ``precision_env`` (or ``precision``) says ``f32``.
-    """
+    return "bf16" if "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES") else "f32"
+
+
+def openvino_compile(model_path: Path, threads: int, precision_env: str, precision: str | None = None):
+    """Compile an ONNX model or OpenVINO IR for OpenVINO's CPU plug-in; returns (compiled model,
+    precision), the precision as `openvino_precision` chooses it (fp32 if bf16 fails to compile)."""
     import openvino as ov
 
     core = ov.Core()
     core.set_property({"CACHE_DIR": str(cache_dir() / "openvino")})
-    precision = precision or os.environ.get(precision_env, "auto")
-    if precision != "f32":
-        has_bf16 = "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-        precision = "bf16" if has_bf16 else "f32"
+    precision = openvino_precision(precision_env, precision)
     config = {
         "INFERENCE_PRECISION_HINT": precision,
         "INFERENCE_NUM_THREADS": threads,
         "PERFORMANCE_HINT": "LATENCY",
     }
-    return core.compile_model(core.read_model(str(onnx_path)), "CPU", config), precision
+    model = core.read_model(str(model_path))
+    try:
+        return core.compile_model(model, "CPU", config), precision
+    except RuntimeError:
+        if precision == "f32":
+            raise
+        config["INFERENCE_PRECISION_HINT"] = "f32"  # bf16 kernels unavailable after all
+        return core.compile_model(model, "CPU", config), "f32"
+
+
+def remembered(key: str) -> dict | None:
+    """The verdict stored for ``key``, if any."""
+    try:
+        return json.loads((cache_dir() / "verified.json").read_text()).get(key)
+    except (OSError, ValueError):
+        return None
 
 
 def remembered_check(key: str, check: Callable[[], tuple[bool, dict]]) -> bool:

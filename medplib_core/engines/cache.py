@@ -1,4 +1,4 @@
-"""Embedding cache bounded in bytes, and background pre-encoding of slices.
+"""Embedding cache bounded in bytes (background pre-encoding: `scheduling.PreEncoder`).
 
 Keys are content hashes: the displayed slice already has its window applied, so hashing its
 pixels covers the window too; callers may add the window (or anything else) explicitly. The
@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -75,78 +75,3 @@ class EmbeddingCache:
 
     def __len__(self) -> int:
         return len(self._items)
-
-
-class PreEncoder:
-    """Encodes given slices on one worker thread so later `encode` calls hit the cache.
-
-    ``schedule`` returns at once; a new schedule replaces the pending queue (the user moved
-    on). ``cancel`` stops before the next slice; an encoding already running finishes and is
-    cached whole, so the cache never holds partial state.
-    """
-
-    def __init__(self, embed: Callable[[np.ndarray], Any], is_cached: Callable[[np.ndarray], bool]):
-        self._embed = embed
-        self._is_cached = is_cached
-        self._cond = threading.Condition()
-        self._queue: list[Callable[[], np.ndarray] | np.ndarray] = []
-        self._cancel = threading.Event()
-        self._busy = False
-        self._closed = False
-        self.encoded = 0
-        self.errors: list[str] = []
-        self._thread = threading.Thread(target=self._work, name="medplib-preencode", daemon=True)
-        self._thread.start()
-
-    def schedule(self, slices: Iterable[np.ndarray | Callable[[], np.ndarray]]) -> None:
-        """Queue slices (arrays, or callables returning them, nearest first)."""
-        with self._cond:
-            self._queue = list(slices)
-            self._cancel.clear()
-            self._cond.notify_all()
-
-    def cancel(self) -> None:
-        """Drop everything queued; the worker stops before its next slice."""
-        with self._cond:
-            self._queue = []
-            self._cancel.set()
-            self._cond.notify_all()
-
-    @property
-    def busy(self) -> bool:
-        with self._cond:
-            return self._busy or bool(self._queue)
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the queue is drained (for tests and scripts); True when idle."""
-        with self._cond:
-            return self._cond.wait_for(lambda: not self._busy and not self._queue, timeout)
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._queue = []
-            self._cancel.set()
-            self._cond.notify_all()
-        self._thread.join(timeout=5)
-
-    def _work(self) -> None:
-        while True:
-            with self._cond:
-                self._cond.wait_for(lambda: self._queue or self._closed)
-                if self._closed:
-                    return
-                item = self._queue.pop(0)
-                self._busy = True
-            try:
-                if not self._cancel.is_set():
-                    image = item() if callable(item) else item
-                    if not self._cancel.is_set() and not self._is_cached(image):
-                        self._embed(image)
-                        self.encoded += 1
-            except Exception as exc:  # a bad slice must not kill the worker
-                self.errors.append(f"{type(exc).__name__}: {exc}")
-            finally:
-                with self._cond:
-                    self._busy = False
-                    self._cond.notify_all()

@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .accel import (OPSET, backend_version, cache_dir, cpu_threads, export_onnx_once, openvino_compile,
+from .accel import (OPSET, backend_version, cache_dir, export_onnx_once, openvino_compile,
                     remembered_check)
 from .fast_encoder import probe_image
+from ..threads import inference_threads
 
 log = logging.getLogger(__name__)
 MIN_MASK_IOU = 0.95  # agreement with eager demanded on every probe prompt
@@ -128,7 +129,10 @@ class EagerDecoder:
 
     @torch.no_grad()
     def __call__(self, embedding, sparse, dense, rows, cols):
-        masks, iou = self.core(embedding, sparse, dense, rows.to(self.device), cols.to(self.device))
+        emb, sparse, dense = (t.to(self.device) if isinstance(t, torch.Tensor) else
+                              torch.from_numpy(np.array(t, np.float32)).to(self.device)
+                              for t in (embedding, sparse, dense))
+        masks, iou = self.core(emb, sparse, dense, rows.to(self.device), cols.to(self.device))
         return masks.float().cpu().numpy(), iou.float().cpu().numpy()
 
 
@@ -142,8 +146,8 @@ class OpenVinoDecoder:
         self(torch.zeros(1, 256, 64, 64), torch.zeros(1, 2, 256), torch.zeros(1, 256, 64, 64), FULL, FULL)
 
     def __call__(self, embedding, sparse, dense, rows, cols):
-        inputs = [np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float32)
-                  for t in (embedding, sparse, dense)]
+        inputs = [np.ascontiguousarray(t if isinstance(t, np.ndarray) else t.detach().cpu().numpy(),
+                                       dtype=np.float32) for t in (embedding, sparse, dense)]
         inputs += [np.ascontiguousarray(t.cpu().numpy(), dtype=np.int64) for t in (rows, cols)]
         out = self.request.infer(dict(enumerate(inputs)))
         return np.asarray(out[0], np.float32), np.asarray(out[1], np.float32)
@@ -192,17 +196,21 @@ def _agrees(fast, eager: EagerDecoder, net: torch.nn.Module) -> tuple[bool, dict
 
 
 def make_decoder(net: torch.nn.Module, weights_sha256: str, device: str = "cpu", backend: str = "auto"):
-    """The fastest trustworthy mask decoder for this machine (see the module docstring)."""
+    """The fastest trustworthy mask decoder for this machine (see the module docstring).
+
+    ``backend``: ``auto``, ``eager``, ``openvino`` or ``openvino-f32`` / ``openvino-bf16``.
+    """
     backend = (os.environ.get("MEDPLIB_DECODER") or backend or "auto").lower()
+    name, _, precision = backend.partition("-")
     core = DecoderCore(net).eval()
     eager = EagerDecoder(core, device)
-    if backend == "eager" or device != "cpu":
+    if name in ("eager", "torch") or device != "cpu":
         return eager
-    if backend not in ("auto", "openvino"):
+    if name not in ("auto", "openvino"):
         log.warning("unknown decoder backend %r; using eager PyTorch", backend)
         return eager
     try:
-        fast = OpenVinoDecoder(export_decoder_onnx(core, weights_sha256), cpu_threads())
+        fast = OpenVinoDecoder(export_decoder_onnx(core, weights_sha256), inference_threads(), precision or None)
         key = f"decoder-v{CORE_VERSION}-{fast.name}:{weights_sha256[:16]}:{backend_version('openvino')}"
         if remembered_check(key, lambda: _agrees(fast, eager, net)):
             return fast

