@@ -225,3 +225,26 @@ def test_cancel_with_encoding_ahead_stops_at_once_and_drops_queued_slices():
         eng.close()
     # the seed, the two slices done, and at most the two asked ahead (one running, one queued)
     assert len(seen) == 2 and calls_after_return <= 1 + 2 + 2
+
+
+def test_rim_trim_fills_enclosed_holes_as_scipy_does_and_keeps_holes_open_to_the_outside():
+    """`fill_holes` floods only the mask's bounding box; the result equals scipy's
+    whole-image `binary_fill_holes` (4-connected background) on random blobs and on rings."""
+    import cv2
+    from scipy import ndimage
+
+    from medplib_core.engines.propagation_appearance import fill_holes
+
+    rng = np.random.default_rng(7)
+    for _ in range(100):
+        m = rng.random((48, 64)) < rng.uniform(0.3, 0.8)
+        m = cv2.morphologyEx(m.astype(np.uint8), cv2.MORPH_OPEN, np.ones((2, 2), np.uint8)) > 0
+        assert (fill_holes(m) == ndimage.binary_fill_holes(m)).all()
+    ring = np.zeros((512, 512), np.uint8)
+    cv2.circle(ring, (300, 200), 40, 1, 3)
+    closed = fill_holes(ring > 0)
+    assert closed[200, 300] and closed.sum() > 4000
+    open_ring = ring.copy()
+    open_ring[195:206, 335:345] = 0  # a gap: the inside is no longer enclosed
+    assert (fill_holes(open_ring > 0) == (open_ring > 0)).all()
+    assert not fill_holes(np.zeros((5, 5), bool)).any()

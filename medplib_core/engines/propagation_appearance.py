@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from scipy import ndimage
 
 
 class Appearance:
@@ -48,7 +47,22 @@ class Appearance:
     def trim(mask: np.ndarray, likely: np.ndarray) -> np.ndarray:
         """``mask`` without its rim that is not object-like (``likely``); enclosed holes stay."""
         core = cv2.morphologyEx((mask & likely).astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)) > 0
-        return ndimage.binary_fill_holes(core) & mask
+        return fill_holes(core) & mask
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``mask`` with its enclosed background filled (4-connected, as seen from outside the mask's
+    bounding box; only that box is flooded, so a small object on a 512x512 slice costs little)."""
+    ys, xs = np.nonzero(mask)
+    if ys.size == 0:
+        return mask.astype(bool)
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    crop = np.pad(mask[y0:y1, x0:x1].astype(np.uint8), 1)
+    h, w = crop.shape
+    cv2.floodFill(crop, np.zeros((h + 2, w + 2), np.uint8), (0, 0), 1)
+    out = mask.astype(bool)  # a copy
+    out[y0:y1, x0:x1] |= crop[1:-1, 1:-1] == 0
+    return out
 
 
 def _grey(image: np.ndarray) -> np.ndarray:
