@@ -11,6 +11,8 @@ C toggles the display (View ▸ Crosshair); the cursor is kept either way.
 
 from __future__ import annotations
 
+import math
+
 from PySide6.QtCore import QObject, QPointF, Qt, Signal
 from PySide6.QtGui import QColor, QPen
 
@@ -19,6 +21,12 @@ from medplib_core.analysis.views import Cursor, cursor_at_view, cursor_at_world,
 # the colours 3D Slicer gives its views: red axial, green coronal, yellow sagittal
 VIEW_COLOURS = {"axial": QColor(240, 80, 80), "coronal": QColor(110, 210, 90), "sagittal": QColor(240, 210, 60)}
 GAP_PX = 8  # the lines leave the cursor itself free
+
+
+def on_pixel(v: float) -> float:
+    """A screen coordinate moved to the centre of the screen pixel that holds it: a 1-pixel line
+    there covers exactly that pixel (crisp at any zoom)."""
+    return math.floor(v) + 0.5
 
 
 class Crosshair(QObject):
@@ -130,12 +138,12 @@ class Crosshair(QObject):
             pen.setCosmetic(True)
             p.setPen(pen)
             if line.along == "row":
-                y = cv.to_screen(0, line.position + 0.5).y()
+                y = on_pixel(cv.to_screen(0, line.position + 0.5).y())
                 a, b = cv.to_screen(0, 0).x(), cv.to_screen(cols, 0).x()
                 p.drawLine(QPointF(a, y), QPointF(centre.x() - GAP_PX, y))
                 p.drawLine(QPointF(centre.x() + GAP_PX, y), QPointF(b, y))
             else:
-                x = cv.to_screen(line.position + 0.5, 0).x()
+                x = on_pixel(cv.to_screen(line.position + 0.5, 0).x())
                 a, b = cv.to_screen(0, 0).y(), cv.to_screen(0, rows).y()
                 p.drawLine(QPointF(x, a), QPointF(x, centre.y() - GAP_PX))
                 p.drawLine(QPointF(x, centre.y() + GAP_PX), QPointF(x, b))
