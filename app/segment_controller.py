@@ -12,8 +12,10 @@ import math
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
+from medplib_core.analysis.brush import limit_to_range
 from medplib_core.annotation import LockedLabelError, PromptKind
 from medplib_core.engines.base import Prompt
+from medplib_core.session.proposal import plane_view
 
 from .document import Document
 from .engine_controller import EngineController
@@ -101,8 +103,16 @@ class SegmentController(QObject):
 
     # ----- edits -----------------------------------------------------------------------------
     def on_stroke(self, view: SliceView, mask: np.ndarray, erase: bool) -> None:
-        """A brush or eraser stroke; a lock that kept voxels (or refused the stroke) is said in
-        the status bar, and the stroke that changed nothing is not silent."""
+        """A brush or eraser stroke, kept to the tool options' value range when one is on; a
+        lock that kept voxels (or refused the stroke) is said in the status bar, and the stroke
+        that changed nothing is not silent."""
+        value_range, vol = view.canvas.tools.value_range, self.session.volume
+        if value_range is not None and vol is not None and not vol.is_colour:
+            mask = limit_to_range(mask, plane_view(vol, view.orientation, view.index)(vol.array), value_range)
+            if not mask.any():
+                lo, hi = value_range
+                self.message.emit(f"Nothing under the stroke lies in the range {lo:g}..{hi:g}; nothing painted.")
+                return
         kept = self.session.locked_under(mask, view.orientation, view.index)
         try:
             edit = self.session.paint(mask, view.orientation, view.index, erase=erase)

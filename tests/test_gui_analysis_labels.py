@@ -162,3 +162,51 @@ def test_rtstruct_export_from_the_menu_and_import(qtbot, make_window, tmp_path):
     w.session.labelmap.array[:] = 0
     w.files.import_labels(str(out))
     qtbot.waitUntil(lambda: np.array_equal(w.session.labelmap.array, painted), timeout=30000)
+
+
+def test_brush_in_mm_ball_and_value_range(qtbot, make_window, tmp_path):
+    w = make_window(scan=stacked_ct(tmp_path / "ct.nii.gz"))
+    view = w.viewer.active
+    cv, vol = view.canvas, w.session.volume
+    qtbot.keyClick(cv, Qt.Key.Key_D)
+    assert w.brush_spin.suffix() == " mm" and w.tools.brush_size == 10.0
+    qtbot.keyClick(cv, Qt.Key.Key_BracketLeft)
+    assert w.tools.brush_size == 8.0 and w.brush_spin.value() == 8.0 and "8 mm" in w.status.tool.text()
+    # a click paints the disc of 4 mm radius the core's brush gives at that point
+    at = image_point(cv, 60.5, 50.5)
+    qtbot.mouseClick(cv, Qt.MouseButton.LeftButton, pos=at)
+    x, y = cv.to_image(at)
+    want = brush_2d(vol, "axial", view.index, [(y - 0.5, x - 0.5)], 4.0)
+    expected = np.zeros(vol.shape, bool)
+    want.view(expected)[want.mask] = True
+    np.testing.assert_array_equal(w.session.labelmap.array == 1, expected)
+    qtbot.keyClick(cv, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    # 3D ball: a click paints through the neighbouring slices (a ball in world mm)
+    opts = w.extension("analysis").options
+    qtbot.mouseClick(opts.ball, Qt.MouseButton.LeftButton)
+    assert w.tools.ball
+    qtbot.mouseClick(cv, Qt.MouseButton.LeftButton, pos=at)
+    ball = brush_balls(vol, [view.geometry().to_world(y - 0.5, x - 0.5)], 4.0)
+    expected[:] = False
+    ball.view(expected)[ball.mask] = True
+    np.testing.assert_array_equal(w.session.labelmap.array == 1, expected)
+    assert len(np.unique(np.nonzero(expected)[0])) == 3  # 4 mm ball on 2.5 mm slices
+    qtbot.keyClick(cv, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    qtbot.mouseClick(opts.ball, Qt.MouseButton.LeftButton)
+    # value range: only voxels inside lo..hi are painted by a drag
+    plane = view.geometry().take(vol.array)
+    lo, hi = np.percentile(plane, [50, 80])
+    qtbot.mouseClick(opts.range_on, Qt.MouseButton.LeftButton)
+    opts.lo.setValue(lo)
+    opts.hi.setValue(hi)
+    assert w.tools.value_range == (round(lo), round(hi))
+    drag(qtbot, cv, image_point(cv, 20, 60), image_point(cv, 110, 60))
+    values = vol.array[w.session.labelmap.array == 1]
+    assert values.size > 50 and values.min() >= round(lo) and values.max() <= round(hi)
+    # a range nothing under the stroke lies in: nothing painted, and the status bar says why
+    before = w.session.labelmap.array.copy()
+    opts.lo.setValue(plane.max() + 10)
+    opts.hi.setValue(plane.max() + 20)
+    drag(qtbot, cv, image_point(cv, 20, 80), image_point(cv, 110, 80))
+    np.testing.assert_array_equal(w.session.labelmap.array, before)
+    assert "nothing painted" in w.status.currentMessage()
