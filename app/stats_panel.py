@@ -24,6 +24,7 @@ from .resources import icon
 LABEL_COLUMNS = ("Label", "Name", "Voxels", "Volume (ml)", "Mean", "SD", "Min", "Max", "Unit",
                  "Bounding box (i, j, k)", "Long axis", "Short axis", "Slice")
 MEASURE_COLUMNS = ("Name", "Kind", "View", "Result")
+NAME_CHARS = 11  # the name column's widest, in wide letters; longer names are elided
 
 
 def _num(v, digits: int = 1) -> str:
@@ -68,6 +69,8 @@ class StatsPanel(QWidget):
         self.labels_table = _table(LABEL_COLUMNS)
         self.measure_table = _table(MEASURE_COLUMNS)
         self.measure_table.horizontalHeader().setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        # long names (portal_vein_and_splenic_vein) are elided so the numbers stay in sight
+        self.labels_table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Interactive)
         self.orientation = QComboBox()
         self.orientation.addItems(["Axial", "Coronal", "Sagittal"])
         self.orientation.setToolTip("The plane the long and short axes are measured in (RECIST: axial)")
@@ -183,7 +186,9 @@ class StatsPanel(QWidget):
                 from .labels_panel import swatch
 
                 t.item(r, 0).setIcon(swatch(lab.color))
-            t.item(r, 1).setToolTip("Double-click: go to its centre of mass")
+            t.item(r, 1).setToolTip(f"{st.name} — double-click: go to its centre of mass")
+        t.resizeColumnToContents(1)
+        t.setColumnWidth(1, min(t.columnWidth(1), t.fontMetrics().horizontalAdvance("m" * NAME_CHARS)))
         self.state.setText(self.state_text())
 
     def _label_double_clicked(self, row: int, _col: int) -> None:

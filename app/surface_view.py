@@ -114,6 +114,21 @@ class _Relay(QObject):
     """Carries surfaces from the worker to the GUI thread (queued)."""
 
     surface = Signal(int, object, int)  # label value, Surface or None (no voxels), job id
+    bounds = Signal(object, object, int)  # world box (lo, hi) of all labelled voxels, job id
+
+
+def labelled_world_box(volume, labels: np.ndarray):
+    """The world box (LPS mm, lo and hi corners) of the voxels of ``labels`` ([k, j, i]) that are
+    labelled, widened by half a voxel; None when nothing is."""
+    spans = []
+    for axis in (2, 1, 0):  # i, j, k
+        hit = np.flatnonzero(np.any(labels != 0, axis=tuple(a for a in range(3) if a != axis)))
+        if not hit.size:
+            return None
+        spans.append((hit[0] - 0.5, hit[-1] + 0.5))
+    corners = np.array([[i, j, k] for i in spans[0] for j in spans[1] for k in spans[2]], dtype=float)
+    world = volume.index_to_world(corners)
+    return world.min(axis=0), world.max(axis=0)
 
 
 class SurfaceView(QWidget):
@@ -135,6 +150,7 @@ class SurfaceView(QWidget):
         self.runner = TaskRunner(1, self, "surfaces")
         self.relay = _Relay(self)
         self.relay.surface.connect(self._arrived)
+        self.relay.bounds.connect(self._bounds_known)
         self.stack = QStackedWidget()
         self.message = QLabel()
         self.message.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -252,11 +268,15 @@ class SurfaceView(QWidget):
         job, vol, src, lock = self._job, s.volume, s.labelmap.array, s.lock
         colours = {lab.value: tuple(lab.color) for lab in s.labels}
         total = float(sum(counts.values())) or 1.0
-        relay = self.relay
+        relay, framed = self.relay, self._framed
 
         def work(cancel):
             with lock:
                 labels = src.copy()
+            if not framed:  # the camera frames the whole scene before the first surface comes
+                box = labelled_world_box(vol, labels)
+                if box is not None:
+                    relay.bounds.emit(box[0], box[1], job)
             for n, v in enumerate(todo):
                 if cancel():
                     raise CancelledError("surfaces cancelled")
@@ -275,8 +295,6 @@ class SurfaceView(QWidget):
     def _ended(self, todo, counts, job, cancelled: bool = False) -> None:
         self._task = None
         if not cancelled and job == self._job:
-            if not self._meshed:  # the first surfaces of this scan: frame them all
-                self.frame()
             for v in todo:
                 self._meshed[v] = counts.get(v, 0)
         elif cancelled and self._pending is not None:
@@ -315,7 +333,7 @@ class SurfaceView(QWidget):
         item.setVisible(lab is None or lab.visible)
         self.gl.addItem(item)
         self.items[value] = item
-        if not self._framed:
+        if not self._framed:  # no box came (cannot happen with voxels): frame what is there
             self.frame()
 
     def _remove_item(self, value: int) -> None:
@@ -323,14 +341,23 @@ class SurfaceView(QWidget):
         if item is not None and self.gl is not None:
             self.gl.removeItem(item)
 
-    def frame(self) -> None:
-        """Point the camera at the surfaces (from the front, the head up)."""
-        if not self.surfaces or self.gl is None:
+    def _bounds_known(self, lo, hi, job: int) -> None:
+        if job == self._job and not self._framed:
+            self.frame(lo, hi)
+
+    def frame(self, lo=None, hi=None) -> None:
+        """Point the camera at the world box lo..hi (default: the surfaces shown), from the
+        front, the head up."""
+        if self.gl is None:
             return
+        if lo is None or hi is None:
+            if not self.surfaces:
+                return
+            pts = np.concatenate([s.vertices for s in self.surfaces.values()])
+            lo, hi = pts.min(axis=0), pts.max(axis=0)
         from PySide6.QtGui import QVector3D
 
-        pts = np.concatenate([s.vertices for s in self.surfaces.values()])
-        lo, hi = pts.min(axis=0), pts.max(axis=0)
+        lo, hi = np.asarray(lo, float), np.asarray(hi, float)
         centre = (lo + hi) / 2
         self.gl.opts["center"] = QVector3D(*[float(c) for c in centre])
         # fill the view (60° field): the largest extent at about 1.1 times its size away

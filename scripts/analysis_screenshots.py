@@ -78,7 +78,9 @@ dock = window.docks["stats_dock"]
 dock.show(); dock.raise_()
 assert wait_until(lambda: len(ext.stats.rows) > 20, 120), "statistics"
 info["stats_rows"] = len(ext.stats.rows)
+window.resizeDocks([window.labels_dock], [720], Qt.Orientation.Horizontal)  # room for the columns, as a user drags it
 shot("stats.png")
+window.resizeDocks([window.labels_dock], [420], Qt.Orientation.Horizontal)
 # outlines
 ext.controls.mode.setCurrentIndex(1)
 wait(300)
