@@ -65,7 +65,8 @@ info["camera_centre"] = [c.x(), c.y(), c.z()]
 info["box_centre"] = ((lo + hi) / 2).tolist()
 info["camera_distance"] = float(pane.gl.opts["distance"])
 info["box_size"] = float((hi - lo).max())
-img = pane.gl.grabFramebuffer().convertToFormat(pane.gl.grabFramebuffer().Format.Format_RGB32)
+from PySide6.QtGui import QImage
+img = pane.gl.grabFramebuffer().convertToFormat(QImage.Format.Format_RGB32)
 arr = np.frombuffer(img.constBits(), np.uint8).reshape(img.height(), img.bytesPerLine() // 4, 4)[:, :img.width(), 2::-1]
 lit = arr[np.abs(arr.astype(int) - (18, 18, 22)).sum(axis=2) > 30]
 info["lit_pixels"] = int(len(lit))
