@@ -67,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
 
     if bool(args.tls_cert) != bool(args.tls_key):
         raise MedplibError("--tls-cert and --tls-key go together")
+    from medplib_core.server.parent_watch import exit_with_parent
+
+    exit_with_parent()  # a local engine process of the app ends with the app (kill -9 included)
     config, generated = config_from_args(args)
     if args.ray is not None:
         from medplib_core.server.ray_serve import serve_cli

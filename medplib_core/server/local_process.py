@@ -29,6 +29,7 @@ from typing import Any, Callable
 from medplib_core.errors import MedplibError
 
 from . import TOKEN_ENV
+from .parent_watch import PARENT_ENV
 
 START_TIMEOUT_S = 600.0  # the full MedPLIB takes minutes to load from a slow disk
 
@@ -72,6 +73,7 @@ class LocalEngineProcess:
     def _spawn(self, cancel: Callable[[], bool] | None) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env[TOKEN_ENV] = self.token
+        env[PARENT_ENV] = str(os.getpid())  # the child exits when this process dies
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         self._tail.clear()
