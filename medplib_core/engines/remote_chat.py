@@ -22,6 +22,7 @@ import numpy as np
 
 from medplib_core.errors import CancelledError, MedplibError, PromptError
 from medplib_core.server import wire
+from medplib_core.medplib.turn import ChatTurn  # noqa: F401 (remote_chat.ChatTurn)
 
 from .remote_http import EngineConnectionError, EngineServerError, UnknownOnServer
 
@@ -55,22 +56,6 @@ class RemoteChatSettings:
 GENERATION_FIELDS = tuple(f.name for f in dataclasses.fields(RemoteGeneration))
 SETTINGS_FIELDS = GENERATION_FIELDS + tuple(f.name for f in dataclasses.fields(RemoteChatSettings)
                                             if f.name != "generation")
-
-
-@dataclass
-class ChatTurn:
-    """One question and its answer (the fields of `medplib.chat.ChatTurn`, without torch)."""
-
-    question: str
-    text: str
-    masks: list[np.ndarray]
-    scores: list[float]
-    provenance: dict[str, Any]
-    stop_reason: str = "eos"
-
-    @property
-    def grounded(self) -> bool:
-        return bool(self.masks)
 
 
 def _fields(obj: Any, names: Sequence[str]) -> dict[str, Any]:

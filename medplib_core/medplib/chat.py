@@ -27,6 +27,7 @@ import torch
 from medplib_core import __version__
 from medplib_core.errors import CancelledError, PromptError
 
+from .turn import ChatTurn  # noqa: F401 (re-exported: chat.ChatTurn)
 from .conversation import SYSTEM_HUMAN, Conversation, count_region_marks, normalise_regions
 from .fast_decode import fast_generate, fits, resolve_decoder
 from .generation import GenerationSettings, generate
@@ -59,22 +60,6 @@ class ChatSettings:
     # (fast_decode); "reference": the step-by-step loop of generation.generate; "auto": fast
     # on a GPU, reference on a CPU. Both give the same greedy ids (tests/test_medplib_fast.py).
     decoder: str = "auto"
-
-
-@dataclass
-class ChatTurn:
-    """One question and its answer."""
-
-    question: str
-    text: str
-    masks: list[np.ndarray]
-    scores: list[float]
-    provenance: dict[str, Any]
-    stop_reason: str = "eos"
-
-    @property
-    def grounded(self) -> bool:
-        return bool(self.masks)
 
 
 class ChatSession:
