@@ -10,7 +10,6 @@ import pytest
 
 pytest.importorskip("pytestqt")
 from PySide6.QtCore import Qt  # noqa: E402
-from PySide6.QtWidgets import QApplication, QLineEdit  # noqa: E402
 
 from app.automation import image_point  # noqa: E402
 from app.labels_panel import COL_CODE, COL_VISIBLE  # noqa: E402
@@ -18,6 +17,7 @@ from medplib_core.analysis.brush import brush_2d, brush_balls  # noqa: E402
 from medplib_core.analysis.contours import label_edges  # noqa: E402
 from medplib_core.export import import_labels  # noqa: E402
 from studio_support import stacked_ct  # noqa: E402
+from test_gui_projects import choose  # noqa: E402
 
 pytestmark = [pytest.mark.gui, pytest.mark.timeout(240)]
 
@@ -33,18 +33,6 @@ def drag(qtbot, canvas, a, b, button=Qt.MouseButton.LeftButton):
     for n in range(1, 6):
         qtbot.mouseMove(canvas, a + (b - a) * (n / 5))
     qtbot.mouseRelease(canvas, button, pos=b)
-
-
-def type_into_file_dialog(qtbot, dialog, path) -> None:
-    """Type ``path`` into the dialog's name field and press Enter, with the dialog active (as a
-    user's click on it makes it; otherwise Enter is the window's accept shortcut)."""
-    dialog.activateWindow()
-    qtbot.waitUntil(lambda: QApplication.activeWindow() is dialog)
-    edit = dialog.findChild(QLineEdit, "fileNameEdit")
-    edit.setFocus()
-    edit.selectAll()
-    qtbot.keyClicks(edit, str(path))
-    qtbot.keyClick(edit, Qt.Key.Key_Return)
 
 
 @pytest.mark.shared_data
@@ -150,7 +138,7 @@ def test_rtstruct_export_from_the_menu_and_import(qtbot, make_window, tmp_path):
     ext = w.extension("analysis")
     qtbot.waitUntil(lambda: ext.rtstruct_dialog.isVisible(), timeout=10000)
     out = tmp_path / "structures.dcm"
-    type_into_file_dialog(qtbot, ext.rtstruct_dialog, out)
+    choose(qtbot, ext.rtstruct_dialog, out)
     qtbot.waitUntil(lambda: out.exists() and not w.files.runner.busy(), timeout=60000)
     ds = pydicom.dcmread(out)
     assert ds.Modality == "RTSTRUCT"
