@@ -183,7 +183,7 @@ class LabelsPanel(QWidget):
             colour.setData(Qt.ItemDataRole.UserRole, lab.value)
             self.table.setItem(r, COL_COLOUR, colour)
             name = QTableWidgetItem(lab.name)
-            name.setToolTip(f"value {lab.value}; double-click to rename")
+            name.setToolTip(f"{lab.name}\nvalue {lab.value}; double-click to rename")  # whole, when elided
             self.table.setItem(r, COL_NAME, name)
             vis = QTableWidgetItem()
             vis.setIcon(icon("visible" if lab.visible else "hidden"))

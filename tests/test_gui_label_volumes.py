@@ -51,3 +51,20 @@ def test_a_nifti_shows_its_voxel_size(qtbot, make_window, tmp_path):
     mm3 = n * 0.8 * 0.8 * 2.5
     want = f"{mm3:.0f} mm³" if mm3 < 1000 else f"{mm3 / 1000:.2f} ml"
     assert item.text() == want and item.toolTip() == ""
+
+
+def test_a_long_label_name_is_whole_in_its_tooltip(qtbot, make_window, tmp_path):
+    """The name column elides long names at the default dock width; hovering shows the whole."""
+    from skimage import data
+    import cv2
+
+    from app.labels_panel import COL_NAME
+
+    png = tmp_path / "camera.png"
+    cv2.imwrite(str(png), data.camera())
+    w = make_window(scan=png)
+    long_name = "portal_vein_and_splenic_vein_confluence"
+    w.session.add_label(long_name)
+    item = w.labels_panel.table.item(0, COL_NAME)
+    assert item.text() == long_name
+    assert item.toolTip().splitlines()[0] == long_name
