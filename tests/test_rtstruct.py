@@ -151,3 +151,31 @@ def test_empty_labels_and_wrong_grid_are_refused(case, tmp_path):
     with pytest.raises(ExportError, match="grid"):
         write_rtstruct(tmp_path / "e.dcm", np.zeros((2, 2, 2), np.uint16), vol, imported.labels)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.shared_data
+def test_convert_labels_writes_an_rtstruct(case, shared_data, tmp_path):
+    """`convert-labels --format rtstruct` through the real command: the structure set it writes
+    imports back to the NIfTI's labels on the series; a non-DICOM name is refused by name."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    vol, imported = case
+    root = Path(__file__).resolve().parents[1]
+    src = shared_data / "volumes" / "ct_series_j2k_labels.nii.gz"
+    ref = shared_data / "volumes" / "ct_series_j2k"
+
+    def convert(out):
+        return subprocess.run([sys.executable, "-m", "medplib_core.cli.main", "convert-labels", str(src),
+                               "--reference", str(ref), "--out", str(out), "--format", "rtstruct"],
+                              cwd=root, capture_output=True, text=True, timeout=300)
+
+    out = tmp_path / "structures.dcm"
+    done = convert(out)
+    assert done.returncode == 0, done.stderr
+    assert pydicom.dcmread(out).Modality == "RTSTRUCT"
+    np.testing.assert_array_equal(import_labels(out, vol).array, imported.array)
+    bad = convert(tmp_path / "structures.nii.gz")
+    assert bad.returncode == 1 and "structures.nii.gz" in bad.stderr and ".dcm" in bad.stderr
+    assert not (tmp_path / "structures.nii.gz").exists()
