@@ -101,6 +101,7 @@ class AnalysisTools(QObject):
         self.controls.code_requested.connect(self.choose_code)
         self.stats.jump_requested.connect(self.jump_to_world)
         self.stats.measurement_requested.connect(self.show_measurement)
+        self.stats.axes_requested.connect(self.draw_axes)
         self.measure.selection_changed.connect(
             lambda m: w.actions_by_name["delete_measurement"].setEnabled(m is not None))
         self.options.message.connect(lambda m: w.status.showMessage(m, 6000))
@@ -177,6 +178,15 @@ class AnalysisTools(QObject):
         view = next((v for v in viewer.views if v.orientation == item.orientation and v.isVisible()), viewer.active)
         view.set_index(item.index)
         self.measure.select(item)
+
+    def draw_axes(self, stats) -> None:
+        """A label's RECIST long and short axes become two rulers (one undo step) on their slice, shown."""
+        from medplib_core.analysis.diameters import axes_as_rulers
+
+        rulers = axes_as_rulers(self.session.volume, stats.diameters, stats.name)
+        self.session.measurements.add_all(list(rulers), f"RECIST axes of {stats.name}")
+        self.show_measurement(rulers[0])
+        self.win.status.showMessage(f"{stats.name}: long and short axes drawn as rulers (Ctrl+Z removes them)", 6000)
 
     def delete_measurement(self) -> None:
         if not self.measure.delete_selected():

@@ -24,6 +24,7 @@ from .resources import icon
 LABEL_COLUMNS = ("Label", "Name", "Voxels", "Volume (ml)", "Mean", "SD", "Min", "Max", "Unit",
                  "Bounding box (i, j, k)", "Long axis", "Short axis", "Slice")
 MEASURE_COLUMNS = ("Name", "Kind", "View", "Result")
+AXES_COLUMN = LABEL_COLUMNS.index("Long axis")  # this column and the next two draw the axes
 NAME_CHARS = 11  # the name column's widest, in wide letters; longer names are elided
 
 
@@ -58,6 +59,7 @@ class StatsPanel(QWidget):
 
     jump_requested = Signal(object)  # world point (LPS mm) of a label's centre of mass
     measurement_requested = Signal(object)  # a measurement to show
+    axes_requested = Signal(object)  # LabelStats whose long and short axes to draw on their slice
 
     def __init__(self, doc, measure_tool=None, parent: QWidget | None = None):
         super().__init__(parent)
@@ -187,12 +189,19 @@ class StatsPanel(QWidget):
 
                 t.item(r, 0).setIcon(swatch(lab.color))
             t.item(r, 1).setToolTip(f"{st.name} — double-click: go to its centre of mass")
+            if d is not None:
+                for c in range(AXES_COLUMN, len(cells)):
+                    t.item(r, c).setToolTip("Double-click: draw the long and short axes on their slice as rulers")
         t.resizeColumnToContents(1)
         t.setColumnWidth(1, min(t.columnWidth(1), t.fontMetrics().horizontalAdvance("m" * NAME_CHARS)))
         self.state.setText(self.state_text())
 
-    def _label_double_clicked(self, row: int, _col: int) -> None:
-        if 0 <= row < len(self.rows):
+    def _label_double_clicked(self, row: int, col: int) -> None:
+        if not 0 <= row < len(self.rows):
+            return
+        if col >= AXES_COLUMN and self.rows[row].diameters is not None:
+            self.axes_requested.emit(self.rows[row])
+        else:
             self.jump_requested.emit(self.rows[row].centroid_world)
 
     # ----- measurements ----------------------------------------------------------------------

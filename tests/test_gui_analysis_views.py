@@ -228,3 +228,47 @@ def test_fill_between_slices_proposes_the_3d_shape(qtbot, win):
     qtbot.keyClick(ax.canvas, Qt.Key.Key_F, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
     qtbot.waitUntil(lambda: "two slices" in w.status.currentMessage(), timeout=20000)
     assert w.session.proposal is None
+
+
+def test_double_clicking_the_axes_draws_them_as_rulers_on_their_slice(qtbot, win):
+    """The Long axis cell of a label draws its RECIST long and short axes on the slice they were
+    measured on: two rulers of exactly the table's lengths, in one undo step, painted on the canvas."""
+    w = win
+    ext = w.extension("analysis")
+    ax = w.viewer.active
+    for cx in (34, 40, 46, 52):  # an elongated blob on axial slice 5
+        paint_disc(qtbot, w, ax, 5, cx, 40)
+    paint_disc(qtbot, w, ax, 2, 40, 40)
+    dock = w.docks["stats_dock"]
+    dock.show()
+    dock.raise_()
+    panel = ext.stats
+    qtbot.waitUntil(lambda: len(panel.rows) == 1 and not panel.job.busy, timeout=20000)
+    d = panel.rows[0].diameters
+    assert d.slice_index == 5 and d.long > d.short > 0
+    ax.set_index(0)
+    t = panel.labels_table
+    rect = t.visualRect(t.model().index(0, 10))
+    qtbot.mouseClick(t.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    qtbot.mouseDClick(t.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    qtbot.waitUntil(lambda: len(w.session.measurements) == 2, timeout=5000)
+    long_r, short_r = w.session.measurements
+    vol = w.session.volume
+    assert (long_r.orientation, long_r.index, short_r.index) == ("axial", 5, 5)
+    assert long_r.length(vol) == pytest.approx(d.long, abs=1e-6)
+    assert short_r.length(vol) == pytest.approx(d.short, abs=1e-6)
+    assert "long axis" in long_r.name and "short axis" in short_r.name
+    assert ax.index == 5 and ext.stats.measure_table.rowCount() == 2
+    # painted: the unselected short axis in the ruler colour a quarter of the way along it
+    from app.measure_tool import RULER_COLOUR
+
+    cv = ax.canvas
+    (r0, c0), (r1, c1) = short_r.start, short_r.end
+    p = image_point(cv, c0 + (c1 - c0) * 0.25, r0 + (r1 - r0) * 0.25)
+    img = cv.grab().toImage()
+    scale = img.width() / cv.width()
+    near = [img.pixelColor(int(p.x() * scale) + dx, int(p.y() * scale) + dy)
+            for dx in range(-2, 3) for dy in range(-2, 3)]
+    assert any(abs(c.red() - RULER_COLOUR.red()) < 60 and c.green() > 170 and c.blue() > 170 for c in near)
+    w.actions_by_name["undo"].trigger()
+    assert len(w.session.measurements) == 0

@@ -15,6 +15,7 @@ from scipy.spatial import ConvexHull, QhullError
 
 from ..slicing import slice_geometry
 from ..volume import Volume
+from .measure import Ruler
 from .physical import length_unit
 
 
@@ -145,3 +146,15 @@ def in_plane_diameters(mask: np.ndarray, volume: Volume, orientation: str = "axi
     return Diameters(orientation=orientation, slice_index=int(s + offset[axis]), long=length,
                      long_ends=long_ends, short=short, short_ends=short_ends,
                      unit=length_unit(volume))
+
+
+def axes_as_rulers(volume: Volume, d: Diameters, name: str) -> tuple[Ruler, Ruler]:
+    """The long and short axes as rulers on their slice, so the views draw them like any ruler
+    (their lengths equal ``d.long`` and ``d.short``: the ends are the same world points)."""
+    g = slice_geometry(volume, d.orientation, d.slice_index)
+
+    def ruler(ends: np.ndarray, what: str) -> Ruler:
+        start, end = (g.from_voxel(*volume.world_to_index(p)) for p in ends)
+        return Ruler(d.orientation, d.slice_index, start, end, name=f"{name} {what}")
+
+    return ruler(d.long_ends, "long axis"), ruler(d.short_ends, "short axis")

@@ -63,6 +63,13 @@ class Measurements:
         self._step(description or f"add {item.kind}", lambda: self._items.append(item))
         return item
 
+    def add_all(self, items: list[Measurement], description: str) -> list[Measurement]:
+        """Several measurements in one undo step (a label's RECIST axes)."""
+        for item in items:
+            item.name = item.name or self._next_name(item.kind)
+        self._step(description, lambda: self._items.extend(items))
+        return items
+
     def replace(self, item: Measurement, new: Measurement, description: str | None = None) -> Measurement:
         """Put ``new`` where ``item`` was (a moved end point or corner); keeps the name."""
         n = self.index(item)
