@@ -16,10 +16,10 @@ import os
 import numpy as np
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QLabel, QStackedWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QStackedWidget, QToolButton, QVBoxLayout, QWidget
 
 from medplib_core.analysis.surface import label_surface
-from medplib_core.errors import CancelledError
+from medplib_core.errors import CancelledError, MedplibError
 
 from .workers import TaskRunner
 
@@ -163,7 +163,17 @@ class SurfaceView(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(0)
         lay.addWidget(self.stack, 1)
-        lay.addWidget(self.status)
+        row = QHBoxLayout()
+        row.setContentsMargins(2, 0, 2, 0)
+        row.addWidget(self.status, 1)
+        self.reset_button = QToolButton()
+        self.reset_button.setText("Reset view")
+        self.reset_button.setToolTip("Point the camera at the surfaces again, from the front, the head up")
+        self.reset_button.setAutoRaise(True)
+        self.reset_button.clicked.connect(lambda: self.frame())
+        self.reset_button.setEnabled(False)
+        row.addWidget(self.reset_button)
+        lay.addLayout(row)
         self.gl = None
         self.reason = gl_unavailable_reason()
         if self.reason is None:
@@ -277,29 +287,38 @@ class SurfaceView(QWidget):
                 box = labelled_world_box(vol, labels)
                 if box is not None:
                     relay.bounds.emit(box[0], box[1], job)
+            failed = []  # one label that cannot be meshed does not take the others' surfaces
             for n, v in enumerate(todo):
                 if cancel():
                     raise CancelledError("surfaces cancelled")
                 budget = max(2_000, int(TRIANGLE_BUDGET * counts.get(v, 0) / total))
-                surf = label_surface(vol, labels, v, budget, SMOOTHING, colours.get(v)) if counts.get(v) else None
+                try:
+                    surf = label_surface(vol, labels, v, budget, SMOOTHING, colours.get(v)) if counts.get(v) else None
+                except (ValueError, RuntimeError, MemoryError, MedplibError) as exc:
+                    failed.append(f"label {v} ({exc})")
+                    surf = None
                 relay.surface.emit(v, surf, job)
-            return job
+            return failed
 
         self.status_changed.emit("Computing label surfaces…")
         self.status.setText(f"Computing surfaces of {len(todo)} label{'s' * (len(todo) != 1)}…")
         self._task = self.runner.submit(work, name="label surfaces", pass_cancel=True,
-                                        on_done=lambda _: self._ended(todo, counts, job),
+                                        on_done=lambda failed: self._ended(todo, counts, job, failed=failed),
                                         on_cancel=lambda: self._ended(todo, counts, job, cancelled=True),
                                         on_error=self._failed)
 
-    def _ended(self, todo, counts, job, cancelled: bool = False) -> None:
+    def _ended(self, todo, counts, job, cancelled: bool = False, failed=()) -> None:
         self._task = None
         if not cancelled and job == self._job:
             for v in todo:
                 self._meshed[v] = counts.get(v, 0)
         elif cancelled and self._pending is not None:
             self._pending |= set(todo)  # mesh them with the next job
-        self.status.setText(f"{len(self.items)} label surfaces · drag rotates, wheel zooms" if self.items else "")
+        text = f"{len(self.items)} label surfaces · drag rotates, wheel zooms" if self.items else ""
+        if failed:
+            text = (text + " · " if text else "") + "no surface for " + ", ".join(failed)
+        self.status.setText(text)
+        self.status.setToolTip(text)
         if self._pending is None or self._pending:
             self.timer.start()
 
@@ -368,6 +387,7 @@ class SurfaceView(QWidget):
         if self.gl is None:
             self.stack.setCurrentWidget(self.message)
             return
+        self.reset_button.setEnabled(bool(self.items))
         if self.items:
             self.stack.setCurrentWidget(self.gl)
         else:

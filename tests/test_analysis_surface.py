@@ -98,3 +98,16 @@ def test_missing_label_gives_none():
     vol = Volume(np.zeros((4, 5, 6), np.int16))
     assert label_surface(vol, np.zeros(vol.shape, np.uint8), 3) is None
     assert label_surfaces(vol, np.zeros(vol.shape, np.uint8), LabelSet()) == []
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 1.0])
+def test_a_one_voxel_label_still_has_a_surface_when_smoothed(smoothing):
+    """A blur wider than the label (one stray voxel, as reference label files have) must not end
+    the meshing with "surface level must be within volume data range": the voxel is meshed as is."""
+    vol = Volume(np.zeros((12, 12, 12), np.int16), spacing=(3.0, 3.0, 3.0))
+    labels = np.zeros(vol.shape, np.uint8)
+    labels[6, 5, 4] = 3
+    surf = label_surface(vol, labels, 3, smoothing=smoothing)
+    assert surf is not None and len(surf.faces) > 0
+    centre = vol.index_to_world([4, 5, 6])
+    assert np.abs(surf.vertices - centre).max() <= 1.5 + 1e-4  # halfway to the neighbours' centres

@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.gui, pytest.mark.xvfb, pytest.mark.timeout(300)]
 HOOK = r'''
 import json
 import numpy as np
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import QPoint, QTimer
 from app.surface_view import labelled_world_box
 assert wait_until(lambda: window.session.volume is not None, 120), "the scan did not load"
 window.resize(1280, 820)
@@ -72,6 +72,26 @@ lit = arr[np.abs(arr.astype(int) - (18, 18, 22)).sum(axis=2) > 30]
 info["lit_pixels"] = int(len(lit))
 info["lit_mean"] = lit.mean(axis=0).tolist() if len(lit) else None
 info["label_colour"] = list(s.labels.get(1).color)
+# the user turns the camera with a mouse drag, then "Reset view" frames the surfaces again
+def camera():
+    o = pane.gl.opts
+    return {"azimuth": float(o["azimuth"]), "elevation": float(o["elevation"]), "distance": float(o["distance"]),
+            "centre": [o["center"].x(), o["center"].y(), o["center"].z()]}
+info["reset_enabled"] = pane.reset_button.isEnabled()
+g = pane.gl
+mid = g.rect().center()
+QTest.mousePress(g, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, mid)
+for n in range(1, 9):
+    QTest.mouseMove(g, mid + QPoint(12 * n, 6 * n))
+    wait(15)
+QTest.mouseRelease(g, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, mid + QPoint(96, 48))
+g.opts["distance"] *= 2.5  # and zooms out
+info["turned"] = camera()
+QTest.mouseClick(pane.reset_button, Qt.MouseButton.LeftButton)
+info["reset"] = camera()
+verts = np.concatenate([x.vertices for x in pane.surfaces.values()])
+info["surface_centre"] = ((verts.min(axis=0) + verts.max(axis=0)) / 2).tolist()
+info["surface_size"] = float((verts.max(axis=0) - verts.min(axis=0)).max())
 ticks.clear()
 QTest.mouseClick(cv, Qt.MouseButton.LeftButton, pos=image_point(cv, 85, 60))  # the same label, further right
 assert wait_until(settled, 120), "surfaces after the second stroke"
@@ -109,6 +129,13 @@ def test_ball_strokes_give_framed_label_surfaces_updated_on_the_worker(tmp_path)
     assert info["lit_pixels"] > 500
     mean, colour = np.array(info["lit_mean"]), np.array(info["label_colour"], float)
     assert mean @ colour / (np.linalg.norm(mean) * np.linalg.norm(colour)) > 0.95
+    # turned by the mouse and zoomed out; "Reset view" frames the surfaces from the front again
+    turned, reset = info["turned"], info["reset"]
+    assert info["reset_enabled"]
+    assert abs(turned["azimuth"] - (-70)) > 5 or abs(turned["elevation"] - 25) > 5
+    assert (reset["azimuth"], reset["elevation"]) == (-70, 25)
+    assert np.allclose(reset["centre"], info["surface_centre"], atol=1e-3)
+    assert reset["distance"] == pytest.approx(info["surface_size"] * 1.1 + 10, rel=1e-6)
     # the second ball (same label) widens the surface along the image's x; undo brings it back
     assert second["counts"][str(1)] > first["counts"][str(1)]
     assert second["verts_max"][0] - second["verts_min"][0] > first["verts_max"][0] - first["verts_min"][0] + 10

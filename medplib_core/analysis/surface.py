@@ -47,7 +47,9 @@ class Surface:
 def _mesh(mask: np.ndarray, step: int, sigma: float):
     field = mask.astype(np.float32)
     if sigma > 0:
-        field = ndimage.gaussian_filter(field, sigma)
+        smooth = ndimage.gaussian_filter(field, sigma)
+        if smooth.max() > 0.5:  # a label thinner than the blur (one voxel, a thin line) keeps its voxels
+            field = smooth
     return marching_cubes(field, level=0.5, step_size=step, allow_degenerate=False)
 
 
