@@ -91,6 +91,7 @@ class SliceCanvas(QWidget):
         self.pan = QPointF(0, 0)
         self._drag = None  # (button kind, start screen pos, extra)
         self._stroke: np.ndarray | None = None
+        self.stroke_limit = None  # mask -> the part the stroke will change (the view's value range)
         self._stroke_img = None
         self._last_img_pos: tuple[float, float] | None = None
         self._lasso: list[tuple[float, float]] = []
@@ -476,7 +477,8 @@ class SliceCanvas(QWidget):
 
     def _refresh_stroke(self) -> None:
         color = (255, 255, 255) if self.tools.tool is Tool.ERASER else self.stroke_color.getRgb()[:3]
-        self._stroke_img = render.mask_qimage(self._stroke, color, alpha=200)
+        shown = self._stroke if self.stroke_limit is None else self.stroke_limit(self._stroke)
+        self._stroke_img = render.mask_qimage(shown, color, alpha=200)
 
     def _cancel_drawing(self) -> None:
         self._drag, self._box, self._lasso = None, None, []

@@ -12,10 +12,8 @@ import math
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from medplib_core.analysis.brush import limit_to_range
 from medplib_core.annotation import LockedLabelError, PromptKind
 from medplib_core.engines.base import Prompt
-from medplib_core.session.proposal import plane_view
 
 from .document import Document
 from .engine_controller import EngineController
@@ -108,7 +106,7 @@ class SegmentController(QObject):
         that changed nothing is not silent."""
         value_range, vol = view.canvas.tools.value_range, self.session.volume
         if value_range is not None and vol is not None and not vol.is_colour:
-            mask = limit_to_range(mask, plane_view(vol, view.orientation, view.index)(vol.array), value_range)
+            mask = view.in_value_range(mask)
             if not mask.any():
                 lo, hi = value_range
                 self.message.emit(f"Nothing under the stroke lies in the range {lo:g}..{hi:g}; nothing painted.")

@@ -13,7 +13,9 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
 
+from medplib_core.analysis.brush import limit_to_range
 from medplib_core.annotation import PROPOSAL_COLOR
+from medplib_core.session.proposal import plane_view
 from medplib_core.slicing import ORIENTATIONS, available_orientations, n_slices, slice_geometry
 
 from . import render
@@ -93,6 +95,7 @@ class SliceView(QWidget):
         head.addWidget(self.combo)
         head.addWidget(self.title, 1)
         self.canvas = SliceCanvas(tools)
+        self.canvas.stroke_limit = self.in_value_range  # the preview shows what the stroke will paint
         self.slider = QSlider(Qt.Orientation.Vertical)
         self.slider.setInvertedAppearance(True)
         self.slider.setToolTip("Slice (wheel, arrow and Page keys also scroll)")
@@ -141,6 +144,14 @@ class SliceView(QWidget):
         self._label_key = self._prop_key = None
         self._apply_orientation()
         self.canvas.fit()
+
+    def in_value_range(self, mask: np.ndarray) -> np.ndarray:
+        """The part of a stroke mask on this slice that the tool options' value range lets the
+        brush and eraser change (all of it when no range is on, or on colour images)."""
+        value_range, vol = self.canvas.tools.value_range, self.session.volume
+        if value_range is None or vol is None or vol.is_colour:
+            return mask
+        return limit_to_range(mask, plane_view(vol, self.orientation, self.index)(vol.array), value_range)
 
     def set_orientation(self, orientation: str) -> None:
         if orientation == self.orientation or self.session.volume is None:

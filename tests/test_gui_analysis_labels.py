@@ -198,3 +198,33 @@ def test_brush_in_mm_ball_and_value_range(qtbot, make_window, tmp_path):
     drag(qtbot, cv, image_point(cv, 20, 80), image_point(cv, 110, 80))
     np.testing.assert_array_equal(w.session.labelmap.array, before)
     assert "nothing painted" in w.status.currentMessage()
+
+
+def test_brush_preview_shows_only_what_the_value_range_lets_it_paint(qtbot, make_window, tmp_path):
+    """While dragging with a value range on, the stroke preview covers exactly the voxels the
+    release paints: the in-range part of the stroke, not the whole disc trail."""
+    from PySide6.QtGui import QImage
+
+    w = make_window(scan=stacked_ct(tmp_path / "ct.nii.gz"))
+    view = w.viewer.active
+    cv, vol = view.canvas, w.session.volume
+    qtbot.keyClick(cv, Qt.Key.Key_D)
+    opts = w.extension("analysis").options
+    plane = view.geometry().take(vol.array)
+    lo, hi = np.percentile(plane, [50, 80])
+    qtbot.mouseClick(opts.range_on, Qt.MouseButton.LeftButton)
+    opts.lo.setValue(lo)
+    opts.hi.setValue(hi)
+    a, b = image_point(cv, 20, 60), image_point(cv, 110, 60)
+    qtbot.mousePress(cv, Qt.MouseButton.LeftButton, pos=a)
+    for n in range(1, 6):
+        qtbot.mouseMove(cv, a + (b - a) * (n / 5))
+    img = cv._stroke_img.convertToFormat(QImage.Format.Format_ARGB32)
+    argb = np.frombuffer(img.constBits(), np.uint8).reshape(img.height(), img.bytesPerLine() // 4, 4)
+    shown = argb[:, :img.width(), 3] > 0
+    trail = cv._stroke.copy()
+    assert shown.sum() > 50 and shown.sum() < trail.sum()  # some of the trail is out of range
+    np.testing.assert_array_equal(shown, view.in_value_range(trail))
+    qtbot.mouseRelease(cv, Qt.MouseButton.LeftButton, pos=b)
+    painted = view.geometry().take(w.session.labelmap.array == 1)
+    np.testing.assert_array_equal(painted, shown)
