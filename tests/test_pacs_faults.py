@@ -160,3 +160,30 @@ def test_ping_names_the_server_and_reason(pacs):
     assert PacsClient(pacs.dicomweb).ping() >= 0
     with pytest.raises(PacsError, match=r"not found on the server \(HTTP 404\)"):
         PacsClient(pacs.url + "/not-dicomweb", Credentials("basic", USER, PASSWORD)).ping()
+
+
+def test_a_bearer_token_is_accepted_through_a_token_gateway(pacs, pacs_series):
+    """A site that uses tokens (a gateway in front of the PACS): the series loads with the
+    bearer credentials, equal to the local files, the token went with every request, and a
+    stale token gets the 401 message without the token in it."""
+    from bearer_proxy import BearerGateway
+
+    token = "t0ken-for-the-gateway"
+    with BearerGateway(pacs.url, token, (USER, PASSWORD)) as gw:
+        url = _via(gw.port, pacs_series["ct5"]["url"])
+        remember(gw.dicomweb, Credentials("bearer", secret=token))
+        try:
+            vol = load(url)
+            local = load(pacs_series["ct5"]["folder"])
+            np.testing.assert_array_equal(vol.array, local.array)
+            np.testing.assert_allclose(vol.affine_lps, local.affine_lps, atol=1e-6)
+            assert gw.seen and all(h == f"Bearer {token}" for _, h in gw.seen)
+            stale = "an-expired-token"
+            remember(gw.dicomweb, Credentials("bearer", secret=stale))
+            url2 = _via(gw.port, pacs_series["mr_small"]["url"])
+            with pytest.raises(PacsError) as e:
+                load(url2)
+            assert e.value.status == 401 and stale not in str(e.value)
+            _nothing_cached(url2)
+        finally:
+            forget(gw.dicomweb)
