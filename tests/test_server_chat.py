@@ -184,3 +184,25 @@ def test_the_annotation_session_chats_and_segments_through_the_server(engine_ser
     assert np.array_equal(lb, rb) and lb.any()
     assert lt == rt and "liver" in rt and lk is rk is PromptKind.GROUNDING
     assert np.array_equal(lm, rm)
+
+
+def test_custom_stop_strings_reach_the_server(medplib, tiny_demo, image):
+    """Stop strings set by the client end the server's answer where they end the local one
+    (they used to stay on the client, so the server decoded to its default stop)."""
+    from medplib_core.engines.remote_chat import RemoteGeneration
+
+    q = "Could you segment the liver at the area <region>?"
+    regions = [(20, 10, 60, 40)]
+    full = ChatSession(tiny_demo, image).ask(q, regions=regions)
+    stop = GenerationSettings(stop_strings=("liver",))
+    local = ChatSession(tiny_demo, image).ask(q, regions=regions, generation=stop)
+    assert local.text == "The " and full.text.startswith(local.text + "liver")
+    for gen in (stop, RemoteGeneration(stop_strings=("liver",))):
+        got = medplib.encode(image).chat().ask(q, regions=regions, generation=gen)
+        assert got.text == local.text
+        assert got.provenance["answer_ids"] == local.provenance["answer_ids"]
+    # refused by the schema, before anything is generated: an empty stop string
+    from medplib_core.engines.remote_http import EngineRequestError
+
+    with pytest.raises(EngineRequestError, match=r"generation\.stop_strings\[0\]: String should have at least 1"):
+        medplib.encode(image).chat().ask(q, regions=regions, generation={"stop_strings": [""]})

@@ -39,6 +39,7 @@ class RemoteGeneration:
     forced_answer: str | None = None
     ignore_eos: bool | None = None
     seg_fallback: bool | None = None
+    stop_strings: tuple[str, ...] | None = None
 
 
 @dataclass

@@ -24,7 +24,7 @@ from medplib_core.errors import PromptError
 from .lanes import Busy
 
 GENERATION_FIELDS = ("max_new_tokens", "temperature", "top_p", "seed", "forced_answer",
-                     "ignore_eos", "seg_fallback")
+                     "ignore_eos", "seg_fallback", "stop_strings")
 CHAT_FIELDS = ("crop_mode", "threshold", "drop_regions", "region_max_points", "region_seed")
 
 
@@ -54,12 +54,21 @@ class Conversation:
                                                "grounded": t.grounded} for t in self.chat.turns]}
 
 
+def generation_options(options: dict[str, Any] | None) -> dict[str, Any]:
+    """A request's options without the unset ones; JSON's list of stop strings as the tuple
+    `GenerationSettings` holds."""
+    opts = {k: v for k, v in (options or {}).items() if v is not None}
+    if "stop_strings" in opts:
+        opts["stop_strings"] = tuple(opts["stop_strings"])
+    return opts
+
+
 def chat_settings(options: dict[str, Any] | None):
     """`ChatSettings` from a request's ``settings`` (unknown keys are refused by the schema)."""
     from medplib_core.medplib.chat import ChatSettings
     from medplib_core.medplib.generation import GenerationSettings
 
-    opts = {k: v for k, v in (options or {}).items() if v is not None}
+    opts = generation_options(options)
     gen = GenerationSettings(**{k: opts[k] for k in GENERATION_FIELDS if k in opts})
     return ChatSettings(generation=gen, **{k: opts[k] for k in CHAT_FIELDS if k in opts})
 
@@ -135,7 +144,7 @@ class Conversations:
         check_regions(question, regions, self.host.image(conv.image).shape[:2])
         gen = conv.chat.settings.generation
         if generation:
-            gen = dataclasses.replace(gen, **{k: v for k, v in generation.items() if v is not None})
+            gen = dataclasses.replace(gen, **generation_options(generation))
         with self._lock:
             if conv.busy:
                 raise Conflict(f"conversation {conv.id} is answering a question already")

@@ -163,6 +163,9 @@ class GenerationBody(Strict):
     forced_answer: Annotated[str, Field(max_length=100_000)] | None = None
     ignore_eos: bool | None = None
     seg_fallback: bool | None = None
+    # the answer ends where one of these appears (and is cut before it); None: the server's ("</s>")
+    stop_strings: Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]],
+                            Field(max_length=16)] | None = None
 
 
 class ChatSettingsBody(GenerationBody):
