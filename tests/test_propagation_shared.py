@@ -16,15 +16,16 @@ pytestmark = [pytest.mark.slow, pytest.mark.shared_data, pytest.mark.timeout(150
 
 # Measured with bench/propagation.py (this engine's default settings, crop-and-zoom included)
 # less a margin of 0.03-0.05 for other backends; "before" is what issue 13 measured. Where the
-# minimum stays below 0.85, so does the engine's own per-slice ceiling (the reference's tight
-# box on every slice): CT right kidney 0.84, MR spleen 0.74, MR right kidney 0.76.
+# minimum stays below 0.85: the CT right kidney's and MR right kidney's references leave the
+# renal hilum out, the model fills it; the MR spleen's seed (the engine's mask from the tight
+# box on its largest slice) has Dice 0.57.
 THRESHOLDS = {  # (scan, organ): (minimum Dice now, Dice before)
     ("ct_small_abdomen.nii.gz", "liver"): (0.90, 0.926),
     ("ct_small_abdomen.nii.gz", "spleen"): (0.88, 0.791),
     ("ct_small_abdomen.nii.gz", "kidney_right"): (0.78, 0.790),
     ("ct_small_abdomen.nii.gz", "kidney_left"): (0.85, 0.793),
     ("mr_small_abdomen.nii.gz", "liver"): (0.85, 0.638),
-    ("mr_small_abdomen.nii.gz", "spleen"): (0.62, 0.484),
+    ("mr_small_abdomen.nii.gz", "spleen"): (0.75, 0.484),
     ("mr_small_abdomen.nii.gz", "kidney_right"): (0.72, 0.748),
     ("mr_small_abdomen.nii.gz", "kidney_left"): (0.85, 0.830),
 }
@@ -77,3 +78,19 @@ def test_segment_command_propagates_as_issue_13_measured_it(shared_data, tmp_pat
 
     mask = import_labels(out, case["volume"]).array > 0
     assert dice(mask, case["truth"]) >= THRESHOLDS[("ct_small_abdomen.nii.gz", "kidney_right")][0]
+
+
+def test_the_view_that_continues_the_neighbour_lifts_the_mr_spleen(shared_data, engine):
+    """MR spleen: its boxes are small enough for the engine's crop-and-zoom, which
+    under-segments it on most slices; deciding per slice between the zoomed and the whole-slice
+    view (the one continuing the neighbour's mask with the most object-like pixels) lifts 3D
+    Dice from 0.67 to 0.80 (bench/propagation.py, OpenVINO bf16)."""
+    from medplib_core.engines.propagation import StopRules
+
+    case = load_case(shared_data / "volumes", "mr_small_abdomen.nii.gz", "spleen")
+    seed = seed_mask(engine, case)
+    one = propagate_volume(engine, case["volume"], case["k"], seed, rules=StopRules(views=False))
+    both = propagate_volume(engine, case["volume"], case["k"], seed, rules=StopRules())
+    d_one, d_both = dice(one, case["truth"]), dice(both, case["truth"])
+    assert d_both >= d_one + 0.08, (d_one, d_both)
+    assert d_both >= 0.75

@@ -105,6 +105,11 @@ class EngineSession(ABC):
     def predict(self, prompt: Prompt) -> SegResult:
         """Decode one prompt into a mask on this image."""
 
+    def predict_views(self, prompt: Prompt) -> list[SegResult]:
+        """The prompt decoded at each scale the engine can look at it, its own choice first
+        (an engine that zooms into small targets adds the whole slice); by default just one."""
+        return [self.predict(prompt)]
+
 
 class SegmentationEngine(ABC):
     """An interactive segmentation model."""

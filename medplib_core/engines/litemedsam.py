@@ -228,10 +228,10 @@ class LiteMedSAMSession(EngineSession):
         self.image_shape = image.shape[:2]
 
     # ----- decoding helpers (also used by the prompt-mode modules) ---------------------------
-    def frame_for(self, box: Box | None) -> tuple[Frame, np.ndarray]:
+    def frame_for(self, box: Box | None, zoom: bool = True) -> tuple[Frame, np.ndarray]:
         """The frame (whole image or zoom region) a box is decoded in, with its embedding."""
         s = self.engine.settings
-        if box is not None and s.zoom:
+        if box is not None and s.zoom and zoom:
             longest = max(box[2] - box[0], box[3] - box[1]) + 1
             if longest * self.frame.scale < s.zoom_below:
                 region = zoom_region(box, self.image_shape, s.zoom_context, s.zoom_min_side)
@@ -265,9 +265,9 @@ class LiteMedSAMSession(EngineSession):
                   for c in range(out.logits.shape[1])]
         return logits, out.iou
 
-    def box_mask(self, box: Box, points=None, labels=None) -> tuple[np.ndarray, float, str]:
+    def box_mask(self, box: Box, points=None, labels=None, zoom: bool = True) -> tuple[np.ndarray, float, str]:
         """Mask for one box (plus optional clicks); returns mask, score and the path used."""
-        frame, emb = self.frame_for(box)
+        frame, emb = self.frame_for(box, zoom)
         pts = None if points is None or len(points) == 0 else np.asarray(points, float)[None]
         labs = None if pts is None else np.asarray(labels, float)[None]
         m = self.engine.settings.clip_margin
@@ -285,6 +285,20 @@ class LiteMedSAMSession(EngineSession):
     def predict(self, prompt: Prompt) -> SegResult:
         with self.engine.gate.active():  # background encoding makes room
             return self._predict(prompt)
+
+    def predict_views(self, prompt: Prompt) -> list[SegResult]:
+        """`predict`, and for a plain box that took the crop-and-zoom path also the whole slice
+        (already encoded: one more decode)."""
+        with self.engine.gate.active():
+            first = self._predict(prompt)
+            plain = prompt.box is not None and not prompt.points and prompt.mask_input is None
+            if not plain or self.reason is not None or first.provenance.get("path") != "zoom":
+                return [first]
+            started = time.perf_counter()
+            mask, score, path = self.box_mask(check_box(prompt.box, self.image_shape), zoom=False)
+            rec = provenance(self.engine.info, prompt, started, path=path, encoder=self.engine.encoder.name,
+                             decoder=self.engine.decoder.name)
+            return [first, SegResult(mask, score, rec, None if mask.any() else "the model found no object for this prompt")]
 
     def _predict(self, prompt: Prompt) -> SegResult:
         started = time.perf_counter()

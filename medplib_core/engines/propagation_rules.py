@@ -8,8 +8,10 @@ a side moves in where the mask reaches well past the part of it that looks like 
 model filled the box with a neighbour). "Looks like the object" is the seed's own grey levels
 against its surroundings (`propagation_appearance`). A re-prompt is kept only when it is the
 same object, the model's score does not drop, it does not balloon, and on balance it adds
-object-like pixels or drops other ones. The result's rim that does not look like the object is
-trimmed (enclosed holes stay).
+object-like pixels or drops other ones. Every box is decoded at each scale the engine offers
+(its crop-and-zoom region and the whole slice); the view kept is the one that continues the
+neighbour's mask and holds the most object-like pixels. The result's rim that does not look
+like the object is trimmed (enclosed holes stay).
 
 The direction stops where the object ends: empty or tiny result, an area jump, little overlap
 with the neighbour, a low model score, or a result that looks more like the seed's
@@ -43,6 +45,7 @@ class StopRules:
     max_score_drop: float = 0.05  # ... and the model's score may drop at most this much
     max_growth: float = 1.5  # ... and steering may grow the first result by at most this factor
     trim: bool = True  # drop the result's rim that does not look like the object (holes kept)
+    views: bool = True  # decode each box at every scale the engine offers, keep the one like the neighbour
     # --- the object has ended
     min_area_ratio: float = 0.2  # new area / previous area below this: stop
     max_area_ratio: float = 2.5  # ... above this: leaked into a neighbour, stop
@@ -83,20 +86,41 @@ def keep_touching(mask: np.ndarray, prev: np.ndarray) -> np.ndarray:
 
 
 class SliceSegmenter:
-    """Decodes box prompts on one encoded slice, keeping only what connects to the neighbour."""
+    """Decodes box prompts on one encoded slice, keeping only what connects to the neighbour.
 
-    def __init__(self, session: EngineSession, prev: np.ndarray):
+    With ``views`` every scale the engine looks at a box (`EngineSession.predict_views`: e.g.
+    its zoom region and the whole slice) is decoded and the view that continues the object best
+    is kept: the one that overlaps the neighbour's mask most and (given the slice's object-like
+    pixels ``likely``) holds the most of what looks like the object, net of what does not.
+    """
+
+    def __init__(self, session: EngineSession, prev: np.ndarray, views: bool = False,
+                 likely: np.ndarray | None = None):
         self.session, self.prev, self.decodes = session, prev, 0
+        self.views, self.likely = views, likely
 
     def __call__(self, box: Box) -> Candidate | str:
         self.decodes += 1
         try:
-            res = self.session.predict(Prompt(box=box))
+            prompt = Prompt(box=box)
+            results = self.session.predict_views(prompt) if self.views else [self.session.predict(prompt)]
         except PromptError as exc:
             return str(exc)
-        if res.reason:
-            return res.reason
-        return Candidate(box, keep_touching(np.asarray(res.mask, bool), self.prev), float(res.score))
+        cands = [Candidate(box, keep_touching(np.asarray(r.mask, bool), self.prev), float(r.score))
+                 for r in results if not r.reason]
+        if not cands:
+            return results[0].reason or "the model found no object for this prompt"
+        return max(cands, key=self._continues) if len(cands) > 1 else cands[0]
+
+    def _continues(self, cand: Candidate) -> float:
+        """How well a view continues the neighbour: its overlap with the neighbour's mask, plus
+        (given ``likely``) its object-like pixels less its other pixels, per neighbour pixel;
+        both on the mask as the rim trim will leave it."""
+        if self.likely is None:
+            return iou(cand.mask, self.prev)
+        mask = Appearance.trim(cand.mask, self.likely)
+        net = int(self.likely[mask].sum()) * 2 - int(mask.sum())
+        return iou(mask, self.prev) + net / max(1, int(self.prev.sum()))
 
 
 def _side_px(box: Box, frac: float) -> tuple[float, float]:
@@ -159,12 +183,12 @@ def steer(cand: Candidate, likely: np.ndarray, rules: StopRules, pushed: set[int
     return new  # type: ignore[return-value]
 
 
-def box_reach(session: EngineSession, seed: np.ndarray) -> np.ndarray:
+def box_reach(session: EngineSession, seed: np.ndarray, views: bool = False) -> np.ndarray:
     """How far the engine's mask reaches past a tight box on this object, per side (left, top,
     right, bottom; outward positive, pixels, at most a tenth of the box): the seed slice decoded
     with the seed's own box."""
     sb = mask_box(seed)
-    res = SliceSegmenter(session, seed)(sb)
+    res = SliceSegmenter(session, seed, views)(sb)
     if isinstance(res, str) or not res.mask.any():
         return np.zeros(4)
     mb = mask_box(res.mask)
@@ -201,7 +225,7 @@ class Follower:
                  seed_session: EngineSession | None = None):
         self.rules = rules
         self.appearance = Appearance(np.asarray(seed_image), seed)
-        self.reach = np.zeros(4) if seed_session is None else box_reach(seed_session, seed)
+        self.reach = np.zeros(4) if seed_session is None else box_reach(seed_session, seed, rules.views)
 
     def prompt_box(self, prev: np.ndarray) -> Box:
         """The neighbour's tight box less this engine's reach past a box."""
@@ -216,7 +240,7 @@ class Follower:
         """The best candidate on a slice from its neighbour's mask (or why there is none);
         ``likely``: the slice's object-like pixels (None: no appearance evidence)."""
         rules = self.rules
-        decode = SliceSegmenter(session, prev)
+        decode = SliceSegmenter(session, prev, rules.views, likely if rules.trim else None)
         cand = decode(self.prompt_box(prev))
         if isinstance(cand, str) or not rules.follow or likely is None:
             return cand, decode.decodes

@@ -50,6 +50,9 @@ class _LaneSession(EngineSession):
     def predict(self, prompt: Prompt):
         return self._owner._call(lambda: self._inner.predict(prompt))
 
+    def predict_views(self, prompt: Prompt):
+        return self._owner._call(lambda: self._inner.predict_views(prompt))
+
 
 @dataclass
 class Job:
