@@ -298,7 +298,8 @@ class LiteMedSAMSession(EngineSession):
             mask, score, path = self.box_mask(check_box(prompt.box, self.image_shape), zoom=False)
             rec = provenance(self.engine.info, prompt, started, path=path, encoder=self.engine.encoder.name,
                              decoder=self.engine.decoder.name)
-            return [first, SegResult(mask, score, rec, None if mask.any() else "the model found no object for this prompt")]
+            reason = None if mask.any() else "the model found no object for this prompt"
+            return [first, SegResult(mask, score, rec, reason)]
 
     def _predict(self, prompt: Prompt) -> SegResult:
         started = time.perf_counter()
