@@ -52,6 +52,16 @@ def paint_disc(qtbot, w, view, index, cx, cy):
     qtbot.mouseClick(cv, Qt.MouseButton.LeftButton, pos=image_point(cv, cx, cy))
 
 
+def shown_statistics(qtbot, w):
+    """The Statistics dock shown, once its table holds the one painted label."""
+    dock = w.docks["stats_dock"]
+    dock.show()
+    dock.raise_()
+    panel = w.extension("analysis").stats
+    qtbot.waitUntil(lambda: len(panel.rows) == 1 and not panel.job.busy, timeout=20000)
+    return panel
+
+
 def test_crosshair_links_the_three_views_and_survives_the_layout(qtbot, win):
     w = win
     ext = w.extension("analysis")
@@ -164,11 +174,7 @@ def test_statistics_table_follows_edits_off_the_gui_thread_and_jumps(qtbot, win)
     ax = w.viewer.active
     paint_disc(qtbot, w, ax, 3, 40, 40)
     paint_disc(qtbot, w, ax, 7, 44, 42)
-    dock = w.docks["stats_dock"]
-    dock.show()
-    dock.raise_()
-    panel = ext.stats
-    qtbot.waitUntil(lambda: len(panel.rows) == 1 and not panel.job.busy, timeout=20000)
+    panel = shown_statistics(qtbot, w)
     want = label_statistics(w.session.volume, w.session.labelmap.array, w.session.labels)[0]
     got = panel.rows[0]
     assert (got.voxels, got.bbox_min_ijk, got.bbox_max_ijk) == (want.voxels, want.bbox_min_ijk, want.bbox_max_ijk)
@@ -239,11 +245,7 @@ def test_double_clicking_the_axes_draws_them_as_rulers_on_their_slice(qtbot, win
     for cx in (34, 40, 46, 52):  # an elongated blob on axial slice 5
         paint_disc(qtbot, w, ax, 5, cx, 40)
     paint_disc(qtbot, w, ax, 2, 40, 40)
-    dock = w.docks["stats_dock"]
-    dock.show()
-    dock.raise_()
-    panel = ext.stats
-    qtbot.waitUntil(lambda: len(panel.rows) == 1 and not panel.job.busy, timeout=20000)
+    panel = shown_statistics(qtbot, w)
     d = panel.rows[0].diameters
     assert d.slice_index == 5 and d.long > d.short > 0
     ax.set_index(0)
