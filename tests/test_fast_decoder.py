@@ -31,12 +31,13 @@ def _prompts(net):
     return [(sb, db), (sb, db[:1]), (sp, dp)]
 
 
-def test_rewritten_decoder_matches_original(net):
+@pytest.mark.parametrize("fold", [True, False], ids=["folded-projections", "projected"])
+def test_rewritten_decoder_matches_original(net, fold):
     from medplib_core.engines.fast_encoder import probe_image
 
     with torch.no_grad():
         emb = net.image_encoder(torch.from_numpy(probe_image()))
-        core = DecoderCore(net).eval()
+        core = DecoderCore(net, fold=fold).eval()
         for sparse, dense in _prompts(net):
             m_ref, s_ref = _original(net, emb, sparse, dense)
             m, s = core(emb, sparse, dense, torch.arange(64), torch.arange(64))

@@ -6,9 +6,10 @@ for one image and many prompts (``DecoderCore``) and runs through OpenVINO with 
 token counts and mask window, in bf16 on CPUs with native bf16. On this project's 2-core dev
 machine, one / eight box prompts: original eager 65 / 737 ms, OpenVINO bf16 of the original
 graph 32 / 237 ms, of ``DecoderCore`` 23-30 / 153-180 ms; four prompts with a 30x30-token
-window about 60 ms. ``MEDPLIB_DECODER`` (``auto``, ``eager``, ``openvino``) overrides the
-choice and ``MEDPLIB_DECODER_PRECISION=f32`` keeps fp32. Like the encoder, the backend is
-compared with eager PyTorch once before it is trusted.
+window about 60 ms; since ``CORE_VERSION`` 3 (attention without projecting the image tokens
+after the first layer) a click takes about 0.8x that. ``MEDPLIB_DECODER`` (``auto``,
+``eager``, ``openvino``) overrides the choice and ``MEDPLIB_DECODER_PRECISION=f32`` keeps
+fp32. Like the encoder, the backend is compared with eager PyTorch once before it is trusted.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from ..threads import inference_threads
 log = logging.getLogger(__name__)
 MIN_MASK_IOU = 0.95  # agreement with eager demanded on every probe prompt
 MAX_SCORE_ERROR = 0.05  # largest |predicted IoU difference| accepted
-CORE_VERSION = 2  # bump when DecoderCore changes: names the ONNX export and the verdict
+CORE_VERSION = 3  # bump when DecoderCore changes: names the ONNX export and the verdict
 FULL = torch.arange(64)
 
 
@@ -48,6 +49,58 @@ def _attend(att: torch.nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Ten
     return att.out_proj(out.transpose(1, 2).reshape(b, n, -1))
 
 
+def _per_head(linear: torch.nn.Linear, heads: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A projection's weight as (heads, head dim, in) and its bias as (heads, 1, head dim)."""
+    w = linear.weight
+    return w.reshape(heads, -1, w.shape[-1]), linear.bias.reshape(heads, 1, -1)
+
+
+def _tokens_to_image(att: torch.nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``_attend`` for a few prompt tokens ``q`` (N, T, C) over N prompt-specific image grids
+    ``k``, ``v`` (N, HW, C), without projecting the HW image tokens.
+
+    Each head's query is mapped back through the key projection (q Wk) and scored against the
+    raw image tokens; the key bias adds the same amount to every score of a query and cancels
+    in the softmax. The value projection is applied after the weighted sum (the weights sum to
+    one, so the bias passes through). That is two (N, heads*T, C) x (C, HW) products instead of
+    projecting 2 x HW tokens: about 2.3x fewer multiply-adds per prompt for a box (T = 7).
+    """
+    h, n, t = att.num_heads, q.shape[0], q.shape[1]
+    qh = _heads(att.q_proj(q), h)  # (N, h, T, d)
+    wk, _ = _per_head(att.k_proj, h)
+    wv, bv = _per_head(att.v_proj, h)
+    scores = (qh @ wk).reshape(n, h * t, -1) @ k.transpose(1, 2)  # (N, h*T, HW)
+    w = torch.softmax(scores.reshape(n, h, t, -1) / math.sqrt(qh.shape[-1]), dim=-1)
+    out = (w.reshape(n, h * t, -1) @ v).reshape(n, h, t, -1) @ wv.transpose(1, 2) + bv  # (N, h, T, d)
+    return att.out_proj(out.transpose(1, 2).reshape(n, t, -1))
+
+
+def _image_to_tokens(att: torch.nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                     shared_queries: bool = False) -> torch.Tensor:
+    """``_attend`` for image tokens ``q`` (1 or N, HW, C) over a few prompt tokens ``k``, ``v``
+    (N, T, C), without projecting the HW image tokens' attention output back.
+
+    Each head's values are pushed through its slice of the output projection first (T x C per
+    head), so the output is one (HW, heads*T) x (heads*T, C) product. Unless
+    ``shared_queries`` (one image grid for all prompts: its query projection is done once), the
+    keys are likewise mapped back through the query projection and the image tokens are scored
+    raw; here the query bias does not cancel (it depends on the key) and is added.
+    """
+    h, n, t = att.num_heads, k.shape[0], k.shape[1]
+    kh = _heads(att.k_proj(k), h)  # (N, h, T, d)
+    d = kh.shape[-1]
+    if shared_queries:
+        scores = (_heads(att.q_proj(q), h) @ kh.transpose(-1, -2)).transpose(1, 2)  # (N, HW, h, T)
+    else:
+        wq, bq = _per_head(att.q_proj, h)
+        bias = (kh * bq.unsqueeze(0)).sum(-1).reshape(n, 1, h * t)  # (N, 1, h*T)
+        scores = (q @ (kh @ wq).reshape(n, h * t, -1).transpose(1, 2) + bias).reshape(n, -1, h, t)
+    w = torch.softmax(scores / math.sqrt(d), dim=-1)
+    wo = att.out_proj.weight.reshape(-1, h, d).permute(1, 2, 0)  # (h, d, C)
+    vo = (_heads(att.v_proj(v), h) @ wo).reshape(n, h * t, -1)  # (N, h*T, C)
+    return w.reshape(n, -1, h * t) @ vo + att.out_proj.bias
+
+
 class DecoderCore(torch.nn.Module):
     """LiteMedSAM's mask decoder rewritten for one image and N prompts, same weights.
 
@@ -60,12 +113,19 @@ class DecoderCore(torch.nn.Module):
     projections and the layout changes of the 64x64 grid are done once, not N times. The
     upscaling to mask logits is local (each token becomes its own 4x4 block of pixels), so it
     runs only on the token rows and columns asked for: a window around the prompt, or all 64.
-    Results match the original to float rounding (tested).
+    After the first layer the attention between the few prompt tokens and the 4096
+    prompt-specific image tokens is computed without projecting the image tokens
+    (`_tokens_to_image`, `_image_to_tokens`): a click's four boxes took 0.79x the CPU time of
+    the version before through OpenVINO fp32 under AVX2 (bench/single_click.py, all of dev2d).
+    ``fold=False`` keeps the projections (the version before, for benchmarks). Results match
+    the original to float rounding (tested).
     """
 
-    def __init__(self, net: torch.nn.Module):
+    def __init__(self, net: torch.nn.Module, fold: bool = True):
         super().__init__()
         self.md = net.mask_decoder
+        self.fold = fold
+        self.version = CORE_VERSION if fold else 2  # names its ONNX export
         with torch.no_grad():
             pe = net.prompt_encoder.get_dense_pe()
         self.register_buffer("pos", pe.flatten(2).transpose(1, 2).contiguous())
@@ -100,7 +160,7 @@ class DecoderCore(torch.nn.Module):
         _, c, h, w = embedding.shape
         keys = (embedding + dense).flatten(2).transpose(1, 2)  # (1 or N, HW, C)
         queries = tokens
-        for layer in tf.layers:
+        for i, layer in enumerate(tf.layers):
             if layer.skip_first_layer_pe:
                 queries = _attend(layer.self_attn, queries, queries, queries)
             else:
@@ -108,13 +168,23 @@ class DecoderCore(torch.nn.Module):
                 queries = queries + _attend(layer.self_attn, q, q, queries)
             queries = layer.norm1(queries)
             k = keys + self.pos
-            to_image = _attend(layer.cross_attn_token_to_image, queries + tokens, k, keys)
+            # the first layer's image side is (usually) one grid for all prompts: project it once
+            fold = self.fold and i > 0
+            attend = _tokens_to_image if fold else _attend
+            to_image = attend(layer.cross_attn_token_to_image, queries + tokens, k, keys)
             queries = layer.norm2(queries + to_image)
             queries = layer.norm3(queries + layer.mlp(queries))
-            keys = layer.norm4(keys + _attend(layer.cross_attn_image_to_token, k, queries + tokens, queries))
-        final = _attend(tf.final_attn_token_to_image, queries + tokens, keys + self.pos, keys)
+            att = layer.cross_attn_image_to_token
+            if self.fold:
+                to_tokens = _image_to_tokens(att, k, queries + tokens, queries, shared_queries=i == 0)
+            else:
+                to_tokens = _attend(att, k, queries + tokens, queries)
+            keys = layer.norm4(keys + to_tokens)
+        attend = _tokens_to_image if self.fold else _attend
+        final = attend(tf.final_attn_token_to_image, queries + tokens, keys + self.pos, keys)
         queries = tf.norm_final_attn(queries + final)
-        grid = keys.expand(n, -1, -1).reshape(n, h, w, c)
+        # keys are per prompt by now; ``expand`` (the version before) copies them in ONNX graphs
+        grid = (keys.reshape(n, h, w, c) if self.fold else keys.expand(n, -1, -1).reshape(n, h, w, c))
         grid = grid[:, rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]  # rows/cols: consecutive
         mlps = md.output_hypernetworks_mlps
         hyper = torch.stack([mlp(queries[:, 1 + j]) for j, mlp in enumerate(mlps)], 2)
@@ -155,7 +225,7 @@ class OpenVinoDecoder:
 
 def export_decoder_onnx(core: DecoderCore, weights_sha256: str) -> Path:
     """Export the mask decoder once per weights checksum; returns the cached path."""
-    path = cache_dir() / f"lite_medsam_decoder_v{CORE_VERSION}_{weights_sha256[:16]}_op{OPSET}.onnx"
+    path = cache_dir() / f"lite_medsam_decoder_v{core.version}_{weights_sha256[:16]}_op{OPSET}.onnx"
     example = (torch.zeros(1, 256, 64, 64), torch.zeros(2, 2, 256), torch.zeros(1, 256, 64, 64),
                torch.arange(10, 30), torch.arange(5, 40))
     return export_onnx_once(

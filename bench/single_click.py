@@ -1,0 +1,138 @@
+"""Single click -> mask: speed and Dice of decoder variants, in the same process, interleaved.
+
+    python bench/single_click.py [--manifest M] [--limit N] [--reps 3] [--max-isa AVX2]
+
+Over the dev2d rows (``largest_cc_frac >= 0.95``), one engine (encoder and decoder as ``auto``
+picks them) encodes each slice once; then every variant answers the same click (the mask's
+interior point farthest from its border, as in bench/segmentation.py) and the same tight box
+against the cached embedding, variants interleaved click by click, ``--reps`` times per row.
+Variants differ only in the mask decoder's graph: ``DecoderCore(fold=False)`` (the version
+before: every attention projects the 4096 image tokens) and ``fold=True`` (today: the image
+tokens are scored raw after the first layer), both through OpenVINO at the precision ``auto``
+picked. Printed per variant: click -> mask median, 90th percentile and CPU time per click
+(``time.process_time``, all threads; other load on a shared machine does not inflate it), the
+ratios against the first variant, box -> mask median, and single-click Dice over all rows, per
+modality and for the two halves (even / odd rows). ``--max-isa AVX2`` emulates a CPU without
+AVX-512 as bench/segmentation.py does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from segmentation import DATA, load_case, load_rows, machine_line  # noqa: E402
+
+
+def decoder_variants(engine) -> dict[str, object]:
+    """Name -> mask-decoder backend, each the same network compiled like ``auto``'s choice."""
+    from medplib_core.engines.fast_decoder import DecoderCore, OpenVinoDecoder, export_decoder_onnx
+    from medplib_core.threads import inference_threads
+
+    today = engine.decoder.backend
+    if not today.name.startswith("openvino"):
+        raise SystemExit(f"the engine's decoder is {today.name}; this benchmark compares OpenVINO graphs")
+    precision = today.name.split("-", 1)[1]
+    old = DecoderCore(engine.net, fold=False).eval()
+    before = OpenVinoDecoder(export_decoder_onnx(old, engine.info.weights_sha256), inference_threads(), precision)
+    return {f"projected (v{old.version}), {before.name}": before,
+            f"folded (v{DecoderCore(engine.net).version}), {today.name}": today}
+
+
+def run(args) -> int:
+    import medplib_core.engines  # noqa: F401  (the thread policy, before PyTorch loads)
+    from medplib_core.engines.base import Prompt
+    from medplib_core.engines.litemedsam import LiteMedSAMEngine
+    from medplib_core.engines.prompts import dice, interior_point
+
+    print(machine_line())
+    engine = LiteMedSAMEngine()
+    if engine.net is None:
+        raise SystemExit("the engine runs from model files; run with PyTorch installed")
+    variants = decoder_variants(engine)
+    print(f"engine: encoder {engine.encoder.name}, decoder variants: {', '.join(variants)}")
+    root = Path(args.manifest).parent
+    rows = load_rows(args)
+    click_t, click_cpu, box_t = defaultdict(list), defaultdict(list), defaultdict(list)
+    dices: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for i, r in enumerate(rows):
+        img, gt, box = load_case(root, r)
+        s = engine.encode(img)
+        click = Prompt(points=[interior_point(gt)], point_labels=[1])
+        s.predict(Prompt(box=box))  # any zoom region the box needs is encoded now, not timed
+        for rep in range(args.reps):
+            for name, backend in variants.items():
+                engine.decoder.backend = backend
+                t, c = time.perf_counter(), time.process_time()
+                res = s.predict(click)
+                click_t[name].append(time.perf_counter() - t)
+                click_cpu[name].append(time.process_time() - c)
+                t = time.perf_counter()
+                s.predict(Prompt(box=box))
+                box_t[name].append(time.perf_counter() - t)
+                if rep == 0:
+                    half = "half A" if i % 2 == 0 else "half B"
+                    for key in ("ALL", r["modality"], half):
+                        dices[name][key].append(dice(res.mask, gt))
+        if args.verbose:
+            print(f"[{i + 1}/{len(rows)}] {r['modality']} {r['target']}", flush=True)
+    engine.decoder.backend = variants[list(variants)[-1]]
+    print_table(variants, click_t, click_cpu, box_t, dices, len(rows), args.reps)
+    return 0
+
+
+def print_table(variants, click_t, click_cpu, box_t, dices, n_rows: int, reps: int) -> None:
+    first = list(variants)[0]
+    base_t, base_c = np.median(click_t[first]), np.median(click_cpu[first])
+    print(f"\nclick -> mask, embedding cached ({n_rows} rows x {reps} clicks per variant, interleaved; "
+          f"wall clock on a shared machine: compare the ratios and CPU columns)")
+    print("| decoder variant, backend | click median ms | p90 | CPU ms / click | vs first (wall) | "
+          "vs first (CPU) | box -> mask median ms |")
+    print("|---|---|---|---|---|---|---|")
+    for name in variants:
+        t, c = np.array(click_t[name]), np.array(click_cpu[name])
+        print(f"| {name} | {np.median(t) * 1000:.0f} | {np.percentile(t, 90) * 1000:.0f} | "
+              f"{np.median(c) * 1000:.0f} | {np.median(t) / base_t:.2f}x | {np.median(c) / base_c:.2f}x | "
+              f"{np.median(box_t[name]) * 1000:.0f} |")
+    cols = sorted(k for k in dices[first] if k not in ("ALL", "half A", "half B")) + ["half A", "half B", "ALL"]
+    print(f"\nsingle-click Dice (rows per column: {', '.join(f'{k} {len(dices[first][k])}' for k in cols)})")
+    print("| decoder variant | " + " | ".join(cols) + " |")
+    print("|---|" + "---|" * len(cols))
+    for name in variants:
+        print(f"| {name} | " + " | ".join(f"{np.mean(dices[name][k]):.3f}" for k in cols) + " |")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--manifest", default=str(DATA / "dev2d" / "manifest.csv"))
+    ap.add_argument("--min-frac", type=float, default=0.95)
+    ap.add_argument("--limit", type=int, default=0, help="only the first N rows (quick runs)")
+    ap.add_argument("--reps", type=int, default=3, help="clicks per row and variant")
+    ap.add_argument("--max-isa", help="emulate an older CPU, e.g. AVX2 (see bench/segmentation.py)")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args(argv)
+    if not Path(args.manifest).is_file():
+        print(f"manifest not found: {args.manifest}", file=sys.stderr)
+        return 2
+    if args.max_isa and os.environ.get("ONEDNN_MAX_CPU_ISA") != args.max_isa.upper():
+        cache = Path(os.environ.get("MEDPLIB_CACHE_DIR") or Path.home() / ".cache" / "medplib-studio")
+        env = dict(os.environ, ONEDNN_MAX_CPU_ISA=args.max_isa.upper(),
+                   MEDPLIB_CACHE_DIR=str(cache / f"isa-{args.max_isa.lower()}"))
+        return subprocess.call([sys.executable, __file__] + list(argv if argv is not None else sys.argv[1:]), env=env)
+    os.environ.setdefault("MEDPLIB_INT8_BUILD", "0")  # no background quantisation while timing
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
