@@ -80,6 +80,17 @@ def test_engine_decoder_backend_agrees_with_eager(engine_decoder_pair):
     assert ok, details
 
 
+def test_engine_decoder_runs_at_the_preferred_precision(engine_decoder_pair):
+    """The graph compiles in bf16 where the CPU has it (a failed bf16 compile falls back to
+    fp32 silently: an earlier folded graph did, for want of a constant channel count)."""
+    fast, _, _ = engine_decoder_pair
+    if fast.name.startswith("torch"):
+        pytest.skip("no accelerated decoder backend on this machine (eager is in use)")
+    from medplib_core.engines.accel import openvino_precision
+
+    assert fast.name == f"openvino-{openvino_precision('MEDPLIB_DECODER_PRECISION')}"
+
+
 @pytest.fixture(scope="module")
 def engine_decoder_pair(net):
     from medplib_core.engines.fast_decoder import EagerDecoder, make_decoder

@@ -69,7 +69,7 @@ def _tokens_to_image(att: torch.nn.Module, q: torch.Tensor, k: torch.Tensor, v: 
     qh = _heads(att.q_proj(q), h)  # (N, h, T, d)
     wk, _ = _per_head(att.k_proj, h)
     wv, bv = _per_head(att.v_proj, h)
-    scores = (qh @ wk).reshape(n, h * t, -1) @ k.transpose(1, 2)  # (N, h*T, HW)
+    scores = (qh @ wk).reshape(n, h * t, wk.shape[-1]) @ k.transpose(1, 2)  # (N, h*T, HW)
     w = torch.softmax(scores.reshape(n, h, t, -1) / math.sqrt(qh.shape[-1]), dim=-1)
     out = (w.reshape(n, h * t, -1) @ v).reshape(n, h, t, -1) @ wv.transpose(1, 2) + bv  # (N, h, T, d)
     return att.out_proj(out.transpose(1, 2).reshape(n, t, -1))
@@ -87,6 +87,7 @@ def _image_to_tokens(att: torch.nn.Module, q: torch.Tensor, k: torch.Tensor, v: 
     raw; here the query bias does not cancel (it depends on the key) and is added.
     """
     h, n, t = att.num_heads, k.shape[0], k.shape[1]
+    c = att.out_proj.weight.shape[0]  # a constant in the graph: OpenVINO's bf16 kernels need it
     kh = _heads(att.k_proj(k), h)  # (N, h, T, d)
     d = kh.shape[-1]
     if shared_queries:
@@ -94,10 +95,10 @@ def _image_to_tokens(att: torch.nn.Module, q: torch.Tensor, k: torch.Tensor, v: 
     else:
         wq, bq = _per_head(att.q_proj, h)
         bias = (kh * bq.unsqueeze(0)).sum(-1).reshape(n, 1, h * t)  # (N, 1, h*T)
-        scores = (q @ (kh @ wq).reshape(n, h * t, -1).transpose(1, 2) + bias).reshape(n, -1, h, t)
+        scores = (q @ (kh @ wq).reshape(n, h * t, c).transpose(1, 2) + bias).reshape(n, -1, h, t)
     w = torch.softmax(scores / math.sqrt(d), dim=-1)
-    wo = att.out_proj.weight.reshape(-1, h, d).permute(1, 2, 0)  # (h, d, C)
-    vo = (_heads(att.v_proj(v), h) @ wo).reshape(n, h * t, -1)  # (N, h*T, C)
+    wo = att.out_proj.weight.reshape(c, h, d).permute(1, 2, 0)  # (h, d, C)
+    vo = (_heads(att.v_proj(v), h) @ wo).reshape(n, h * t, c)  # (N, h*T, C)
     return w.reshape(n, -1, h * t) @ vo + att.out_proj.bias
 
 
