@@ -197,6 +197,23 @@ def run_3d(fast, volume_path: Path) -> list[dict]:
     return out
 
 
+def checked_or_rerun(args, script: str, argv=None) -> int | None:
+    """An exit status when ``script`` should stop here: the manifest is missing (2), or it ran
+    again with oneDNN limited to ``args.max_isa`` and an accelerator cache of its own; None
+    to go on."""
+    if not Path(args.manifest).is_file():
+        print(f"manifest not found: {args.manifest}", file=sys.stderr)
+        return 2
+    if not args.max_isa or os.environ.get("ONEDNN_MAX_CPU_ISA") == args.max_isa.upper():
+        return None
+    import subprocess
+
+    isa = args.max_isa
+    cache = Path(os.environ.get("MEDPLIB_CACHE_DIR") or Path.home() / ".cache" / "medplib-studio")
+    env = dict(os.environ, ONEDNN_MAX_CPU_ISA=isa.upper(), MEDPLIB_CACHE_DIR=str(cache / f"isa-{isa.lower()}"))
+    return subprocess.call([sys.executable, script] + list(argv if argv is not None else sys.argv[1:]), env=env)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--manifest", default=str(DATA / "dev2d" / "manifest.csv"))
@@ -211,15 +228,9 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
-    if not Path(args.manifest).is_file():
-        print(f"manifest not found: {args.manifest}", file=sys.stderr)
-        return 2
-    if args.max_isa and os.environ.get("ONEDNN_MAX_CPU_ISA") != args.max_isa.upper():
-        import subprocess
-
-        cache = Path(os.environ.get("MEDPLIB_CACHE_DIR") or Path.home() / ".cache" / "medplib-studio")
-        env = dict(os.environ, ONEDNN_MAX_CPU_ISA=args.max_isa.upper(), MEDPLIB_CACHE_DIR=str(cache / f"isa-{args.max_isa.lower()}"))
-        return subprocess.call([sys.executable, __file__] + list(argv if argv is not None else sys.argv[1:]), env=env)
+    stop = checked_or_rerun(args, __file__, argv)
+    if stop is not None:
+        return stop
     import medplib_core.engines  # noqa: F401  (the thread policy, before PyTorch loads)
     from medplib_core.engines.litemedsam import LiteMedSAMEngine
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -32,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from segmentation import DATA, load_case, load_rows, machine_line  # noqa: E402
+from segmentation import DATA, load_case, load_rows, machine_line, checked_or_rerun  # noqa: E402
 
 
 def decoder_variants(engine) -> dict[str, object]:
@@ -115,21 +114,17 @@ def print_table(variants, click_t, click_cpu, box_t, dices, n_rows: int, reps: i
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--manifest", default=str(DATA / "dev2d" / "manifest.csv"))
-    ap.add_argument("--min-frac", type=float, default=0.95)
-    ap.add_argument("--limit", type=int, default=0, help="only the first N rows (quick runs)")
-    ap.add_argument("--reps", type=int, default=3, help="clicks per row and variant")
-    ap.add_argument("--max-isa", help="emulate an older CPU, e.g. AVX2 (see bench/segmentation.py)")
-    ap.add_argument("-v", "--verbose", action="store_true")
+    for flag, kw in (("--manifest", {"default": str(DATA / "dev2d" / "manifest.csv")}),
+                     ("--min-frac", {"type": float, "default": 0.95}),
+                     ("--limit", {"type": int, "default": 0, "help": "only the first N rows"}),
+                     ("--reps", {"type": int, "default": 3, "help": "clicks per row and variant"}),
+                     ("--max-isa", {"help": "emulate an older CPU, e.g. AVX2 (see bench/segmentation.py)"}),
+                     ("--verbose", {"action": "store_true"})):
+        ap.add_argument(flag, **kw)
     args = ap.parse_args(argv)
-    if not Path(args.manifest).is_file():
-        print(f"manifest not found: {args.manifest}", file=sys.stderr)
-        return 2
-    if args.max_isa and os.environ.get("ONEDNN_MAX_CPU_ISA") != args.max_isa.upper():
-        cache = Path(os.environ.get("MEDPLIB_CACHE_DIR") or Path.home() / ".cache" / "medplib-studio")
-        env = dict(os.environ, ONEDNN_MAX_CPU_ISA=args.max_isa.upper(),
-                   MEDPLIB_CACHE_DIR=str(cache / f"isa-{args.max_isa.lower()}"))
-        return subprocess.call([sys.executable, __file__] + list(argv if argv is not None else sys.argv[1:]), env=env)
+    stop = checked_or_rerun(args, __file__, argv)
+    if stop is not None:
+        return stop
     os.environ.setdefault("MEDPLIB_INT8_BUILD", "0")  # no background quantisation while timing
     return run(args)
 
