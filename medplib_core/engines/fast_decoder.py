@@ -7,7 +7,7 @@ token counts and mask window, in bf16 on CPUs with native bf16. On this project'
 machine, one / eight box prompts: original eager 65 / 737 ms, OpenVINO bf16 of the original
 graph 32 / 237 ms, of ``DecoderCore`` 23-30 / 153-180 ms; four prompts with a 30x30-token
 window about 60 ms; since ``CORE_VERSION`` 3 (attention without projecting the image tokens
-after the first layer) a click takes about 0.8x that. ``MEDPLIB_DECODER`` (``auto``,
+after the first layer) a click takes about 0.75x that. ``MEDPLIB_DECODER`` (``auto``,
 ``eager``, ``openvino``) overrides the choice and ``MEDPLIB_DECODER_PRECISION=f32`` keeps
 fp32. Like the encoder, the backend is compared with eager PyTorch once before it is trusted.
 """
@@ -116,8 +116,9 @@ class DecoderCore(torch.nn.Module):
     runs only on the token rows and columns asked for: a window around the prompt, or all 64.
     After the first layer the attention between the few prompt tokens and the 4096
     prompt-specific image tokens is computed without projecting the image tokens
-    (`_tokens_to_image`, `_image_to_tokens`): a click's four boxes took 0.79x the CPU time of
-    the version before through OpenVINO fp32 under AVX2 (bench/single_click.py, all of dev2d).
+    (`_tokens_to_image`, `_image_to_tokens`): a click's four boxes took 0.72x the CPU time of
+    the version before through OpenVINO fp32 under AVX2, 0.73x in bf16 (bench/single_click.py,
+    all of dev2d).
     ``fold=False`` keeps the projections (the version before, for benchmarks). Results match
     the original to float rounding (tested).
     """
