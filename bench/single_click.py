@@ -7,9 +7,9 @@ picks them) encodes each slice once; then every variant answers the same click (
 interior point farthest from its border, as in bench/segmentation.py) and the same tight box
 against the cached embedding, variants interleaved click by click, ``--reps`` times per row.
 Variants differ only in the mask decoder's graph: ``DecoderCore(fold=False)`` (the version
-before: every attention projects the 4096 image tokens) and ``fold=True`` (today: the image
-tokens are scored raw after the first layer), both through OpenVINO at the precision ``auto``
-picked. Printed per variant: click -> mask median, 90th percentile and CPU time per click
+before: every attention projects the 4096 image tokens) and ``fold=True`` (the image tokens
+are scored raw after the first layer; ``auto`` uses it where the decoder runs in fp32), both
+through OpenVINO at the precision ``auto`` picked. Printed per variant: click -> mask median, 90th percentile and CPU time per click
 (``time.process_time``, all threads; other load on a shared machine does not inflate it), the
 ratios against the first variant, box -> mask median, and single-click Dice over all rows, per
 modality and for the two halves (even / odd rows). ``--max-isa AVX2`` emulates a CPU without
@@ -35,7 +35,7 @@ from segmentation import DATA, load_case, load_rows, machine_line, checked_or_re
 
 
 def decoder_variants(engine) -> dict[str, object]:
-    """Name -> mask-decoder backend, each the same network compiled like ``auto``'s choice."""
+    """Name -> mask-decoder backend: both graphs compiled at the precision ``auto`` picked."""
     from medplib_core.engines.fast_decoder import DecoderCore, OpenVinoDecoder, export_decoder_onnx
     from medplib_core.threads import inference_threads
 
@@ -43,10 +43,12 @@ def decoder_variants(engine) -> dict[str, object]:
     if not today.name.startswith("openvino"):
         raise SystemExit(f"the engine's decoder is {today.name}; this benchmark compares OpenVINO graphs")
     precision = today.name.split("-", 1)[1]
-    old = DecoderCore(engine.net, fold=False).eval()
-    before = OpenVinoDecoder(export_decoder_onnx(old, engine.info.weights_sha256), inference_threads(), precision)
-    return {f"projected (v{old.version}), {before.name}": before,
-            f"folded (v{DecoderCore(engine.net).version}), {today.name}": today}
+    out = {}
+    for fold, label in ((False, "projected"), (True, "folded")):
+        core = DecoderCore(engine.net, fold=fold).eval()
+        dec = OpenVinoDecoder(export_decoder_onnx(core, engine.info.weights_sha256), inference_threads(), precision)
+        out[f"{label} (v{core.version}), {dec.name}"] = dec
+    return out
 
 
 def run(args) -> int:
@@ -59,8 +61,9 @@ def run(args) -> int:
     engine = LiteMedSAMEngine()
     if engine.net is None:
         raise SystemExit("the engine runs from model files; run with PyTorch installed")
-    variants = decoder_variants(engine)
-    print(f"engine: encoder {engine.encoder.name}, decoder variants: {', '.join(variants)}")
+    variants, own = decoder_variants(engine), engine.decoder.backend
+    print(f"engine: encoder {engine.encoder.name}, decoder {engine.decoder.name} (auto: folded graph in fp32 only); "
+          f"variants: {', '.join(variants)}")
     root = Path(args.manifest).parent
     rows = load_rows(args)
     click_t, click_cpu, box_t = defaultdict(list), defaultdict(list), defaultdict(list)
@@ -86,7 +89,7 @@ def run(args) -> int:
                         dices[name][key].append(dice(res.mask, gt))
         if args.verbose:
             print(f"[{i + 1}/{len(rows)}] {r['modality']} {r['target']}", flush=True)
-    engine.decoder.backend = variants[list(variants)[-1]]
+    engine.decoder.backend = own
     print_table(variants, click_t, click_cpu, box_t, dices, len(rows), args.reps)
     return 0
 

