@@ -86,9 +86,27 @@ def test_engine_decoder_runs_at_the_preferred_precision(engine_decoder_pair):
     fast, _, _ = engine_decoder_pair
     if fast.name.startswith("torch"):
         pytest.skip("no accelerated decoder backend on this machine (eager is in use)")
+    import os
+
     from medplib_core.engines.accel import openvino_precision
 
+    if os.environ.get("ONEDNN_MAX_CPU_ISA"):
+        pytest.skip("oneDNN is limited by ONEDNN_MAX_CPU_ISA: OpenVINO still announces the CPU's bf16")
     assert fast.name == f"openvino-{openvino_precision('MEDPLIB_DECODER_PRECISION')}"
+
+
+def test_folded_graph_only_where_the_decoder_runs_fp32(net, engine_decoder_pair, monkeypatch):
+    """fp32 (CPUs without native bf16) gets the folded graph; bf16 keeps the graph before."""
+    from medplib_core.engines.fast_decoder import CORE_VERSION, UNFOLDED_VERSION, make_decoder
+    from medplib_core.engines.litemedsam_model import file_sha256, weights_path
+
+    fast, _, _ = engine_decoder_pair
+    if fast.name.startswith("torch"):
+        pytest.skip("no accelerated decoder backend on this machine (eager is in use)")
+    assert fast.core_version == (CORE_VERSION if fast.name == "openvino-f32" else UNFOLDED_VERSION)
+    monkeypatch.setenv("MEDPLIB_DECODER_PRECISION", "f32")
+    f32 = make_decoder(net, file_sha256(weights_path()))
+    assert f32.name == "openvino-f32" and f32.core_version == CORE_VERSION
 
 
 @pytest.fixture(scope="module")
