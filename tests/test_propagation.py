@@ -317,3 +317,51 @@ def test_default_sessions_offer_one_view():
 
     views = One().predict_views(Prompt(box=(1.0, 1.0, 5.0, 5.0)))
     assert len(views) == 1 and views[0].mask.all()
+
+
+def test_a_side_is_pushed_out_only_where_the_result_reaches_the_box():
+    """Object-like pixels lie beyond the result on the right. Where the model stopped short of
+    the box there, it found the object's edge itself (the object-like pixels are a neighbour
+    that looks alike): the box is not pushed into them. Where the result reaches the box, the
+    box may have cut the object: that side is pushed out."""
+    from medplib_core.engines.propagation_rules import Candidate, StopRules, steer
+
+    likely = square(10, 10, 35, 30)  # the object and, right of it, a neighbour that looks alike
+    short = Candidate((10.0, 10.0, 29.0, 29.0), square(10, 10, 21, 30), 0.9)  # stops 8 px short
+    assert steer(short, likely, StopRules(), set()) is None
+    assert steer(short, likely, StopRules(push_at_box=False), set())[2] > 29.0  # the old rule pushed
+    cut = Candidate((10.0, 10.0, 20.0, 29.0), square(10, 10, 21, 30), 0.9)  # reaches the box's right side
+    box = steer(cut, likely, StopRules(), set())
+    assert box is not None and box[2] > 20.0
+
+
+def test_a_tapering_object_that_grows_again_has_leaked():
+    from medplib_core.engines.propagation_rules import regrows
+
+    # the CT right kidney seeded two thirds in, going up: it tapers, then creeps into a neighbour
+    assert regrows([262, 245, 186, 205, 289], 1.5)
+    assert not regrows([262, 245, 186, 205], 1.5)  # a small wobble is not a leak
+    # an organ that is still widening (seeded below its largest slice) never trips it
+    assert not regrows([848, 901, 1141, 1288, 1382, 1533, 1731, 2000], 1.5)
+    assert not regrows([126, 167, 185, 206, 260, 297], 1.5)
+    # a swelling after a dip that stays within the factor is the object's own shape
+    assert not regrows([337, 289, 319, 363, 410, 445], 1.5)
+    assert not regrows([100, 50], 1.5)  # too short a history to judge
+
+
+def test_propagation_stops_where_a_tapering_object_regrows():
+    """A cone narrowing up from the seed that widens again (a neighbour joining it) is cut
+    where it regrows; with the rule off it runs on to the volume's end."""
+    from medplib_core.engines.propagation import StopRules
+
+    size, n = 96, 14
+    yy, xx = np.mgrid[0:size, 0:size]
+    radii = [20, 18, 16, 14, 12, 10, 9, 11, 13, 15, 17, 19, 21, 23]
+    truth = np.stack([(xx - 48) ** 2 + (yy - 48) ** 2 <= r * r for r in radii])
+    img = np.where(truth, 200, 60).astype(np.uint8)
+    log = PropagationLog()
+    got = propagate(ThresholdEngine(), img, 0, truth[0], log=log)
+    assert got[:8].any(axis=(1, 2)).all() and not got[8:].any()  # 13² > 1.5 x 9²: stops at slice 8
+    assert "grows again" in log.stops["up"]
+    on = propagate(ThresholdEngine(), img, 0, truth[0], rules=StopRules(regrowth=False))
+    assert on.any(axis=(1, 2)).all()

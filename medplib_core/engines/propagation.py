@@ -62,6 +62,7 @@ class _Direction:
     k: int
     prev: np.ndarray
     alive: bool = True
+    areas: list[int] = field(default_factory=list)  # areas kept so far, the seed's first
 
 
 def propagate(
@@ -98,7 +99,9 @@ def propagate(
     out = np.zeros((n,) + shape, bool)
     out[seed_index] = seed
     log.seed = seed_index
-    dirs = [_Direction("up", 1, seed_index + 1, seed), _Direction("down", -1, seed_index - 1, seed)]
+    seed_area = [int(seed.sum())]
+    dirs = [_Direction("up", 1, seed_index + 1, seed, areas=list(seed_area)),
+            _Direction("down", -1, seed_index - 1, seed, areas=list(seed_area))]
     total, done = n - 1, 0
     encoder = SliceEncoder(engine, slices, lookahead)
     try:
@@ -119,7 +122,7 @@ def propagate(
                 if sum(o.alive for o in dirs) == 1:
                     encoder.request(d.k + d.step)  # alone: encode one ahead (maybe not needed)
                 image, session = encoder.take(d.k)
-                res = follower.next_slice(session, image, d.prev)
+                res = follower.next_slice(session, image, d.prev, d.areas)
                 log.slices[d.k] = dict(res.stats, direction=d.name)
                 if res.reason is not None:
                     log.stops[d.name] = f"slice {d.k}: {res.reason}"
@@ -128,6 +131,7 @@ def propagate(
                 else:
                     out[d.k], log.scores[d.k] = res.mask, res.score
                     d.prev, d.k = res.mask, d.k + d.step
+                    d.areas.append(int(res.mask.sum()))
                     done += 1
                     _check_end(d, n, log)
                     if d.alive:

@@ -14,13 +14,17 @@ neighbour's mask and holds the most object-like pixels. The result's rim that do
 like the object is trimmed (enclosed holes stay).
 
 The direction stops where the object ends: empty or tiny result, an area jump, little overlap
-with the neighbour, a low model score, or a result that looks more like the seed's
-surroundings than like the seed.
+with the neighbour, a low model score, a result that looks more like the seed's surroundings
+than like the seed, or one that grows again after the object had been tapering off (a slow
+leak into a neighbour that looks alike passes every single-step rule; see `regrows`).
+A side of the box is pushed out only where the result reaches it (the box may have cut the
+object there); where the model stopped short of the box it found the object's edge itself.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -46,6 +50,8 @@ class StopRules:
     max_growth: float = 1.5  # ... and steering may grow the first result by at most this factor
     trim: bool = True  # drop the result's rim that does not look like the object (holes kept)
     views: bool = True  # decode each box at every scale the engine offers, keep the one like the neighbour
+    push_at_box: bool = True  # push a side out only where the result reaches the box (it was cut there)
+    regrowth: bool = True  # stop where a tapering object grows again past max_growth x its smallest slice
     # --- the object has ended
     min_area_ratio: float = 0.2  # new area / previous area below this: stop
     max_area_ratio: float = 2.5  # ... above this: leaked into a neighbour, stop
@@ -171,7 +177,7 @@ def steer(cand: Candidate, likely: np.ndarray, rules: StopRules, pushed: set[int
             box[side] = ext[side]
             continue
         gap = reach[side] - box[side] if side < 2 else box[side] - reach[side]
-        if side in pushed and gap > tol:
+        if (side in pushed or rules.push_at_box) and gap > tol:
             continue
         if _beyond(likely, cand.mask, side, int(round(tol))) >= 0.5:
             box[side] = min(box[side], reach[side]) - push if side < 2 else max(box[side], reach[side]) + push
@@ -210,6 +216,24 @@ def _better(new: Candidate, old: Candidate, likely: np.ndarray, first_area: int,
         return False
     vote = np.where(likely, 1, -1)
     return int(vote[new.mask & ~old.mask].sum()) - int(vote[old.mask & ~new.mask].sum()) > 0
+
+
+def regrows(areas: Sequence[int], factor: float) -> bool:
+    """Whether the last of a direction's ``areas`` (the seed's first) grows past ``factor`` x
+    the smallest area since the direction's largest slice, after the object had shrunk from
+    that slice. An object's cross-section swells and tapers smoothly; once it tapers toward
+    its end, a steady regrowth is the result creeping into a neighbour that looks alike, slice
+    by slice within the single-step rules (an organ that is still widening sets a new largest
+    slice at every step and never trips this)."""
+    if len(areas) < 3:
+        return False
+    peak = trough = areas[0]
+    for a in areas[1:-1]:
+        if a >= peak:
+            peak = trough = a
+        else:
+            trough = min(trough, a)
+    return trough < peak and areas[-1] > factor * trough
 
 
 class Follower:
@@ -276,8 +300,10 @@ class Follower:
                 return f"it no longer looks like the seed ({share:.0%} of it does)"
         return None
 
-    def next_slice(self, session: EngineSession, image: np.ndarray, prev: np.ndarray) -> SliceOutcome:
-        """Segment one slice from its neighbour's mask and decide whether the object goes on."""
+    def next_slice(self, session: EngineSession, image: np.ndarray, prev: np.ndarray,
+                   areas: Sequence[int] = ()) -> SliceOutcome:
+        """Segment one slice from its neighbour's mask and decide whether the object goes on;
+        ``areas``: the areas this direction kept so far, the seed's first (for `regrows`)."""
         likely = self.appearance.likely_region(image) if self.appearance.informative else None
         cand, decodes = self.segment(session, likely, prev)
         if isinstance(cand, str):
@@ -287,6 +313,9 @@ class Follower:
             cand = Candidate(cand.box, self.appearance.trim(cand.mask, likely), cand.score)
             if cand.mask.sum() < self.rules.min_pixels:
                 reason = "the object ended (nothing of it looks like the seed)"
+        if reason is None and self.rules.regrowth and regrows(list(areas) + [int(cand.mask.sum())],
+                                                              self.rules.max_growth):
+            reason = "it grows again after the object had been tapering off (a leak into a neighbour)"
         stats = {"area": int(cand.mask.sum()), "score": round(cand.score, 3), "decodes": decodes,
                  "box": [round(float(v), 1) for v in cand.box]}
         return SliceOutcome(None if reason else cand.mask, cand.score, reason, stats)
