@@ -13,7 +13,6 @@ surfaces are in (``3d.png``). Grabs the X screen each time. Prints the PNG paths
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -104,18 +103,10 @@ window.close_discarding() if hasattr(window, "close_discarding") else window.clo
 '''
 
 
-def _screenshot_module():
-    spec = importlib.util.spec_from_file_location("medplib_screenshot", ROOT / "scripts" / "screenshot.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def take(out: Path, scan: Path = SHARED / "ct_series_j2k", labels: Path = SHARED / "ct_series_j2k_labels.nii.gz",
          timeout: float = 600) -> tuple[list[Path], str]:
     """Run the app under Xvfb; the PNG paths and the INFO JSON text."""
-    shots = _screenshot_module()
+    import screenshot as shots  # scripts/screenshot.py (this script's folder is on sys.path)
     out.mkdir(parents=True, exist_ok=True)
     with shots.shot_session(size="1440x900x24", prefix="medplib-analysis-") as (tmp, display):
         proc = shots.run_hooked_app(HOOK, [str(scan), "--no-engine"],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import sys
 from pathlib import Path
@@ -12,21 +11,16 @@ import pytest
 
 pytestmark = [pytest.mark.gui, pytest.mark.xvfb, pytest.mark.timeout(180)]
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _screenshot_module():
-    spec = importlib.util.spec_from_file_location("medplib_screenshot", ROOT / "scripts" / "screenshot.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+sys.path.insert(0, str(ROOT / "scripts"))
 
 
 @pytest.mark.skipif(shutil.which("Xvfb") is None, reason="Xvfb is not installed (apt-get install xvfb)")
 def test_real_window_screenshot_is_not_blank(tmp_path):
     from PIL import Image
 
-    shot = _screenshot_module().take(tmp_path, engine=False, timeout=150)
+    from screenshot import take
+
+    shot = take(tmp_path, engine=False, timeout=150)
     img = np.asarray(Image.open(shot).convert("RGB"))
     assert img.shape[0] >= 800 and img.shape[1] >= 1200  # the X screen
     grey = img.mean(axis=2)
