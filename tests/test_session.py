@@ -9,24 +9,12 @@ import threading
 import numpy as np
 import pytest
 
-import medplib_core
 from medplib_core.annotation import LabelSet, LockedLabelError, OverlapPolicy, PromptKind, PromptStatus
 from medplib_core.engines.base import Prompt
 from medplib_core.project import PromptRecord, load_project
 from medplib_core.session import STORED, AnnotationSession, SaveTarget
-from studio_support import ThresholdEngine, stacked_ct
-
-
-@pytest.fixture(scope="module")
-def ct(tmp_path_factory):
-    path = stacked_ct(tmp_path_factory.mktemp("ct") / "ct.nii.gz")
-    return path, medplib_core.load(path)
-
-
-@pytest.fixture
-def session(ct):
-    path, vol = ct
-    return AnnotationSession(vol, str(path))
+from session_fixtures import ct, session  # noqa: F401 (fixtures)
+from studio_support import ThresholdEngine
 
 
 def square(shape, r0, r1, c0, c1):

@@ -18,19 +18,7 @@ from medplib_core.export import export_labels
 from medplib_core.project import load_project
 from medplib_core.session import AnnotationSession
 from medplib_core.slicing import slice_geometry
-from studio_support import stacked_ct
-
-
-@pytest.fixture(scope="module")
-def ct(tmp_path_factory):
-    path = stacked_ct(tmp_path_factory.mktemp("ct") / "ct.nii.gz")
-    return path, medplib_core.load(path)
-
-
-@pytest.fixture
-def session(ct):
-    path, vol = ct
-    return AnnotationSession(vol, str(path))
+from session_fixtures import ct, session  # noqa: F401 (fixtures)
 
 
 def test_measurements_are_undo_steps_with_events(session):
