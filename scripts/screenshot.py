@@ -115,9 +115,11 @@ def run_hooked_app(hook: str, app_args: list[str], extra_env: dict[str, str], tm
     return proc
 
 
-# boxes as fractions of the slice (x0, y0, x1, y1); defaults fit the sample CT (a head CT)
-DEFAULT_BOXES = "0.29,0.25,0.745,0.82;0.57,0.27,0.727,0.645"
-DEFAULT_NAMES = "brain;hypodense region"
+# boxes as fractions of the slice (x0, y0, x1, y1); defaults fit the middle axial slice of the sample
+# (the Colin 27 T1 brain MRI): the brain inside the skull, where LiteMedSAM finds mostly white matter, then the
+# region around the frontal horns (it takes the brighter tissue, not the dark horns; the model's limit on T1 brain)
+DEFAULT_BOXES = "0.14,0.11,0.86,0.87;0.39,0.34,0.58,0.48"
+DEFAULT_NAMES = "white matter;region 2"
 
 
 def take(out: Path, scan: str | None = None, segment: bool = False, engine: bool = True,
@@ -137,7 +139,7 @@ def take(out: Path, scan: str | None = None, segment: bool = False, engine: bool
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="out/screenshots", help="folder for screen.png and window.png")
-    p.add_argument("--scan", help="scan to open (default: the sample CT)")
+    p.add_argument("--scan", help="scan to open (default: the sample, see app/sample.py)")
     p.add_argument("--segment", action="store_true", help="draw boxes with LiteMedSAM before the shot")
     p.add_argument("--no-engine", action="store_true", help="do not load the model")
     p.add_argument("--display", help="use this X display instead of starting Xvfb")
