@@ -35,6 +35,32 @@ def wait_until(predicate, timeout: float = 30.0, step_ms: int = 20) -> bool:
     return bool(predicate())
 
 
+def wait_signal(signals, predicate, timeout: float = 30.0) -> bool:
+    """Run the event loop until one of ``signals`` fires with ``predicate()`` true, or ``timeout``
+    seconds pass. Unlike `wait_until` it does not poll, so it takes no CPU from what it waits for."""
+    if predicate():
+        return True
+    loop = QEventLoop()
+    timer = QTimer()
+    timer.setSingleShot(True)
+    timer.timeout.connect(loop.quit)
+
+    def check(*_) -> None:
+        if predicate():
+            loop.quit()
+
+    for sig in signals:
+        sig.connect(check)
+    timer.start(int(timeout * 1000))
+    try:
+        loop.exec()
+    finally:
+        timer.stop()
+        for sig in signals:
+            sig.disconnect(check)
+    return bool(predicate())
+
+
 def image_point(canvas, x: float, y: float) -> QPoint:
     """Screen position (widget coordinates) of image position (x=col, y=row)."""
     p = canvas.to_screen(x, y)

@@ -133,6 +133,26 @@ class SliceCanvas(QWidget):
     def image_rect(self) -> QRectF:
         return QRectF(self.to_screen(0, 0), self.to_screen(self.shape[1], self.shape[0]))
 
+    def prompt_rect(self, prompt: dict | None) -> QRect:
+        """The screen area a prompt's drawing covers (points, box, polygon), with its pens."""
+        if not prompt:
+            return QRect()
+        pts = [tuple(v) for v in prompt.get("points") or []] + [tuple(v) for v in prompt.get("polygon") or []]
+        if prompt.get("box"):
+            x0, y0, x1, y1 = prompt["box"]
+            pts += [(x0, y0), (x1, y1)]
+        if not pts:
+            return QRect()
+        xs, ys = [x for x, _ in pts], [y for _, y in pts]
+        r = QRectF(self.to_screen(min(xs), min(ys)), self.to_screen(max(xs), max(ys))).normalized()
+        return r.toAlignedRect().adjusted(-9, -9, 9, 9)  # a point's marker is 5 px + its pen
+
+    def update_prompt(self, prompt: dict | None) -> None:
+        """Repaint only where ``prompt`` is drawn (a click's marker costs a fraction of a frame)."""
+        rect = self.prompt_rect(prompt)
+        if not rect.isEmpty():
+            self.update(rect)
+
     def fit(self) -> None:
         self.zoom, self.pan = 1.0, QPointF(0, 0)
         self.update()
@@ -395,8 +415,9 @@ class SliceCanvas(QWidget):
             tool = self.tools.tool
             x, y = self.to_image(pos)
             if tool in (Tool.POINT_POS, Tool.POINT_NEG):
-                if self._inside(x, y):
+                if self._inside(x, y):  # its marker repaints only its own area (`update_prompt`)
                     self.point_clicked.emit(x, y, tool is Tool.POINT_POS)
+                return  # a full repaint here would share the cores with the model's decoding
             elif tool is Tool.BOX:
                 self._box = (QPointF(*self._clip(x, y)), QPointF(*self._clip(x, y)))
                 self._drag = ("box", pos)

@@ -65,7 +65,7 @@ class EngineController(QObject):
         self._prefetch_paused = False  # a long engine task (propagation) runs
         self._poll = QTimer(self)
         self._poll.setInterval(400)
-        self._poll.timeout.connect(self._update_encoded)
+        self._poll.timeout.connect(self._poll_encoded)
         self._prefetch_timer = QTimer(self)
         self._prefetch_timer.setSingleShot(True)
         self._prefetch_timer.setInterval(120)
@@ -122,7 +122,11 @@ class EngineController(QObject):
         self._update_encoded()
         self._prefetch_timer.start()
 
-    def _update_encoded(self) -> None:
+    def _poll_encoded(self) -> None:
+        if self.state is not EngineState.BUSY:  # a running prompt says "segmenting…"; it updates after
+            self._update_encoded()
+
+    def _update_encoded(self, publish: bool = True) -> None:
         eng, px = self.engine, self._current_pixels
         val = None
         if eng is not None and px is not None and eng.supports(Capability.CACHE_QUERY):
@@ -132,7 +136,8 @@ class EngineController(QObject):
                 val = None
         if val != self.current_encoded:
             self.current_encoded = val
-            self.publish()
+            if publish:
+                self.publish()
 
     def _start_prefetch(self) -> None:
         eng = self.engine
@@ -189,8 +194,11 @@ class EngineController(QObject):
             self.pending = None
             self.last_latency_ms = (time.perf_counter() - started) * 1000.0
             note = result.reason or f"score {result.score:.2f}"
-            self._set_state(EngineState.READY, note)
-            self._update_encoded()
+            if pixels is self._current_pixels and engine.supports(Capability.CACHE_QUERY):
+                self.current_encoded = True  # it was just encoded (or found): no second hash of it
+            else:
+                self._update_encoded(publish=False)
+            self._set_state(EngineState.READY, note)  # one status update for both
             if result.empty:
                 self.error.emit("No mask", f"{result.reason or 'the model returned an empty mask'}. "
                                 "Try a tighter box or add a positive point on the object.")

@@ -67,15 +67,18 @@ class SegmentController(QObject):
 
     def _show_pending(self, view: SliceView) -> None:
         for v in self.views:
-            v.canvas.pending_prompt = self.engine.pending["prompt"] if (
-                self.engine.pending and v is view) else None
-            v.canvas.update()
+            old = v.canvas.pending_prompt
+            new = self.engine.pending["prompt"] if (self.engine.pending and v is view) else None
+            if old is not None or new is not None:
+                v.canvas.pending_prompt = new
+                v.canvas.update_prompt(old)
+                v.canvas.update_prompt(new)
 
     def clear_pending(self) -> None:
         for v in self.views:
             if v.canvas.pending_prompt is not None:
-                v.canvas.pending_prompt = None
-                v.canvas.update()
+                old, v.canvas.pending_prompt = v.canvas.pending_prompt, None
+                v.canvas.update_prompt(old)
 
     def on_box(self, view: SliceView, x0: float, y0: float, x1: float, y1: float) -> None:
         self._send(view, Prompt(box=box_pixels(x0, y0, x1, y1)), PromptKind.BOX)

@@ -82,6 +82,7 @@ class SliceView(QWidget):
         self.renderer = renderer or SliceRenderer(self.session)
         self._label_key = None
         self._prop_key = None
+        self._stale: dict[str, bool] = {}  # what a refresh skipped while the layout hid this view
         self.overlay_visible = True
         self.label_style = None  # a `label_display.LabelStyle` (fill/outline, opacity per label), if set
 
@@ -211,10 +212,15 @@ class SliceView(QWidget):
 
     # ----- rendering -------------------------------------------------------------------------
     def refresh(self, scan: bool = True, labels: bool = True, proposal: bool = True) -> None:
-        """Rebuild what changed and schedule a repaint."""
+        """Rebuild what changed and schedule a repaint; a view the layout hides catches up when shown."""
         vol = self.session.volume
         if vol is None:
             return
+        if self.isHidden():
+            for name, flag in (("scan", scan), ("labels", labels), ("proposal", proposal)):
+                self._stale[name] = self._stale.get(name, False) or flag
+            return
+        self._stale = {}
         geom = self.geometry()
         cv = self.canvas
         cv.set_slice_shape(geom.shape, geom.pixel_spacing)
@@ -239,6 +245,11 @@ class SliceView(QWidget):
         cv.corner_text = self._corner_text(geom)
         cv.show_hint = not any(self.session.counts.values()) and self.session.proposal is None
         cv.update()
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        if self._stale:
+            self.refresh(**self._stale)
+        super().showEvent(event)
 
     def _refresh_proposal(self, geom) -> None:
         p = self.session.proposal

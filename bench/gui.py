@@ -138,7 +138,7 @@ def _click_once(win, view, x: float, y: float) -> tuple[float, float]:
     from PySide6.QtTest import QTest
     from PySide6.QtWidgets import QApplication, QMessageBox
 
-    from app.automation import image_point, wait_until
+    from app.automation import image_point, wait_signal
 
     win.segment.discard()
     QApplication.processEvents()
@@ -151,8 +151,9 @@ def _click_once(win, view, x: float, y: float) -> tuple[float, float]:
     win.engine.error.connect(on_error)
     t = time.perf_counter()
     QTest.mouseClick(cv, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, image_point(cv, x, y))
-    answered = wait_until(lambda: win.engine.pending is None and (win.session.proposal is not None or errors),
-                          120, step_ms=1)
+    # woken by the proposal or the error itself: polling the event loop would take CPU from the model
+    answered = wait_signal((win.doc.proposal_changed, win.engine.error),
+                           lambda: win.engine.pending is None and (win.session.proposal is not None or errors), 120)
     win.engine.error.disconnect(on_error)
     if not answered or win.session.proposal is None:  # e.g. "No mask": the model found nothing there
         for w in QApplication.topLevelWidgets():
