@@ -35,14 +35,15 @@ class EmbeddingCache:
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: str) -> np.ndarray | None:
+    def get(self, key: str, count: bool = True) -> np.ndarray | None:
+        """The value (now the most recently used), or None; ``count``: in ``hits`` / ``misses``."""
         with self._lock:
             val = self._items.get(key)
-            if val is None:
-                self.misses += 1
-                return None
-            self._items.move_to_end(key)
-            self.hits += 1
+            if val is not None:
+                self._items.move_to_end(key)
+            if count:
+                self.hits += val is not None
+                self.misses += val is None
             return val
 
     def __contains__(self, key: str) -> bool:

@@ -6,9 +6,10 @@ for one image and many prompts (``DecoderCore``) and runs through OpenVINO with 
 token counts and mask window, in bf16 on CPUs with native bf16. On this project's 2-core dev
 machine, one / eight box prompts: original eager 65 / 737 ms, OpenVINO bf16 of the original
 graph 32 / 237 ms, of ``DecoderCore`` 23-30 / 153-180 ms; four prompts with a 30x30-token
-window about 60 ms. In fp32 (CPUs without native bf16) the graph of ``CORE_VERSION`` 3
-(attention without projecting the image tokens after the first layer) takes about 0.75x the
-time of the one before. ``MEDPLIB_DECODER`` (``auto``, ``eager``, ``openvino``) overrides the
+window about 60 ms. In fp32 (CPUs without native bf16) the folded graph (attention without
+projecting the image tokens after the first layer; 0.72x the CPU time of the one before) runs
+split in two (`split_decoder`): its image side is computed once per embedding and cached with
+it, so boxes and clicks run only the prompt side. ``MEDPLIB_DECODER`` (``auto``, ``eager``, ``openvino``) overrides the
 choice and ``MEDPLIB_DECODER_PRECISION=f32`` keeps fp32. Like the encoder, the backend is
 compared with eager PyTorch once before it is trusted.
 """
@@ -31,7 +32,7 @@ from ..threads import inference_threads
 log = logging.getLogger(__name__)
 MIN_MASK_IOU = 0.95  # agreement with eager demanded on every probe prompt
 MAX_SCORE_ERROR = 0.05  # largest |predicted IoU difference| accepted
-CORE_VERSION = 3  # bump when DecoderCore changes: names the ONNX export and the verdict
+CORE_VERSION = 4  # bump when DecoderCore changes: names the ONNX export and the verdict
 UNFOLDED_VERSION = 2  # DecoderCore(fold=False): the graph before, used where OpenVINO runs bf16
 FULL = torch.arange(64)
 
@@ -47,6 +48,15 @@ def _attend(att: torch.nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Ten
     q, k, v = _heads(att.q_proj(q), h), _heads(att.k_proj(k), h), _heads(att.v_proj(v), h)
     w = torch.softmax((q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1]), dim=-1)
     out = w @ v
+    b, _, n, _ = out.shape
+    return att.out_proj(out.transpose(1, 2).reshape(b, n, -1))
+
+
+def _attend_projected(att: torch.nn.Module, q: torch.Tensor, kh: torch.Tensor, vh: torch.Tensor) -> torch.Tensor:
+    """``_attend`` with keys and values already projected, in head layout (1 or N, heads, HW, d)."""
+    qh = _heads(att.q_proj(q), att.num_heads)
+    w = torch.softmax((qh @ kh.transpose(-1, -2)) / math.sqrt(qh.shape[-1]), dim=-1)
+    out = w @ vh
     b, _, n, _ = out.shape
     return att.out_proj(out.transpose(1, 2).reshape(b, n, -1))
 
@@ -77,31 +87,33 @@ def _tokens_to_image(att: torch.nn.Module, q: torch.Tensor, k: torch.Tensor, v: 
     return att.out_proj(out.transpose(1, 2).reshape(n, t, -1))
 
 
-def _image_to_tokens(att: torch.nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                     shared_queries: bool = False) -> torch.Tensor:
+def _image_to_tokens(att: torch.nn.Module, q: torch.Tensor | None, k: torch.Tensor, v: torch.Tensor,
+                     projected_queries: torch.Tensor | None = None) -> torch.Tensor:
     """``_attend`` for image tokens ``q`` (1 or N, HW, C) over a few prompt tokens ``k``, ``v``
     (N, T, C), without projecting the HW image tokens' attention output back.
 
     Each head's values are pushed through its slice of the output projection first (T x C per
     head), so the output is one (HW, heads*T) x (heads*T, C) product. Unless
-    ``shared_queries`` (one image grid for all prompts: its query projection is done once), the
-    keys are likewise mapped back through the query projection and the image tokens are scored
+    ``projected_queries`` (the first layer: one image grid for all prompts, its query projection
+    done once, (1, heads, HW, d)), the keys are likewise mapped back through the query projection and the image tokens are scored
     raw; here the query bias does not cancel (it depends on the key) and is added.
     """
     h, n, t = att.num_heads, k.shape[0], k.shape[1]
     c = att.out_proj.weight.shape[0]  # a constant in the graph: OpenVINO's bf16 kernels need it
     kh = _heads(att.k_proj(k), h)  # (N, h, T, d)
     d = kh.shape[-1]
-    if shared_queries:
-        scores = (_heads(att.q_proj(q), h) @ kh.transpose(-1, -2)).transpose(1, 2)  # (N, HW, h, T)
+    # scores as (N, h, T, HW): the softmax over the T prompt tokens then runs along a long inner
+    # axis (0.83x the time of a softmax over a last axis of T = 7 in OpenVINO fp32)
+    if projected_queries is not None:
+        scores = kh @ projected_queries.transpose(-1, -2)  # (N, h, T, HW)
     else:
         wq, bq = _per_head(att.q_proj, h)
-        bias = (kh * bq.unsqueeze(0)).sum(-1).reshape(n, 1, h * t)  # (N, 1, h*T)
-        scores = (q @ (kh @ wq).reshape(n, h * t, c).transpose(1, 2) + bias).reshape(n, -1, h, t)
-    w = torch.softmax(scores / math.sqrt(d), dim=-1)
+        bias = (kh * bq.unsqueeze(0)).sum(-1).reshape(n, h * t, 1)  # (N, h*T, 1)
+        scores = ((kh @ wq).reshape(n, h * t, c) @ q.transpose(1, 2) + bias).reshape(n, h, t, -1)
+    w = torch.softmax(scores / math.sqrt(d), dim=2)
     wo = att.out_proj.weight.reshape(c, h, d).permute(1, 2, 0)  # (h, d, C)
     vo = (_heads(att.v_proj(v), h) @ wo).reshape(n, h * t, c)  # (N, h*T, C)
-    return w.reshape(n, -1, h * t) @ vo + att.out_proj.bias
+    return w.reshape(n, h * t, -1).transpose(1, 2) @ vo + att.out_proj.bias
 
 
 class DecoderCore(torch.nn.Module):
@@ -121,6 +133,9 @@ class DecoderCore(torch.nn.Module):
     (`_tokens_to_image`, `_image_to_tokens`): a click's four boxes took 0.72x the CPU time of
     the version before through OpenVINO fp32 under AVX2, 0.73x in bf16 (bench/single_click.py,
     all of dev2d).
+    ``image_side`` (what does not depend on the prompt) and ``prompt_side`` are the two halves
+    of ``forward`` that `split_decoder` runs as separate graphs (``CORE_VERSION`` 4; 3 was one
+    graph, with the image-to-token softmax over a last axis of T tokens).
     ``fold=False`` keeps the projections (the version before): OpenVINO uses it in bf16, where
     folding moves the rounding (same probe agreement with eager, but a propagated MR spleen
     stopped early: 3D Dice 0.67 instead of 0.80). Results match the original to float
@@ -158,13 +173,31 @@ class DecoderCore(torch.nn.Module):
         x = x.reshape(n, r, k, 2, 2, 2, 2, -1).permute(0, 7, 1, 3, 5, 2, 4, 6)
         return x.reshape(n, -1, 4 * r, 4 * k)
 
+    def image_side(self, embedding: torch.Tensor, dense: torch.Tensor):
+        """The prompt-independent start: image tokens ``keys`` (B, HW, C) and the first layer's
+        image-side projections in head layout (B, heads, HW, d): token-to-image keys (with the
+        positional encoding) and values, image-to-token queries. B = 1 for boxes and clicks."""
+        keys = (embedding + dense).flatten(2).transpose(1, 2)
+        k = keys + self.pos
+        layer = self.md.transformer.layers[0]
+        t2i, i2t = layer.cross_attn_token_to_image, layer.cross_attn_image_to_token
+        return (keys, _heads(t2i.k_proj(k), t2i.num_heads), _heads(t2i.v_proj(keys), t2i.num_heads),
+                _heads(i2t.q_proj(k), i2t.num_heads))
+
     def forward(self, embedding, sparse, dense, rows, cols):
+        if self.fold:
+            return self.prompt_side(*self.image_side(embedding, dense), sparse, rows, cols)
+        keys = (embedding + dense).flatten(2).transpose(1, 2)  # (1 or N, HW, C)
+        return self.prompt_side(keys, None, None, None, sparse, rows, cols)
+
+    def prompt_side(self, keys, k0, v0, q0, sparse, rows, cols):
+        """The rest, from ``image_side``'s output (``k0`` etc. None: the graph before, v2)."""
         md, tf = self.md, self.md.transformer
         n = sparse.shape[0]
         out_tokens = torch.cat([md.iou_token.weight, md.mask_tokens.weight], 0)
         tokens = torch.cat([out_tokens.unsqueeze(0).expand(n, -1, -1), sparse], 1)
-        _, c, h, w = embedding.shape
-        keys = (embedding + dense).flatten(2).transpose(1, 2)  # (1 or N, HW, C)
+        h = w = int(round(math.sqrt(self.pos.shape[1])))
+        c = self.pos.shape[2]
         queries = tokens
         for i, layer in enumerate(tf.layers):
             if layer.skip_first_layer_pe:
@@ -173,16 +206,20 @@ class DecoderCore(torch.nn.Module):
                 q = queries + tokens
                 queries = queries + _attend(layer.self_attn, q, q, queries)
             queries = layer.norm1(queries)
-            k = keys + self.pos
-            # the first layer's image side is (usually) one grid for all prompts: project it once
-            fold = self.fold and i > 0
-            attend = _tokens_to_image if fold else _attend
-            to_image = attend(layer.cross_attn_token_to_image, queries + tokens, k, keys)
+            att = layer.cross_attn_token_to_image
+            if i == 0 and k0 is not None:  # image side projected by image_side, once per image
+                to_image = _attend_projected(att, queries + tokens, k0, v0)
+            else:
+                k = keys + self.pos
+                attend = _tokens_to_image if self.fold else _attend
+                to_image = attend(att, queries + tokens, k, keys)
             queries = layer.norm2(queries + to_image)
             queries = layer.norm3(queries + layer.mlp(queries))
             att = layer.cross_attn_image_to_token
-            if self.fold:
-                to_tokens = _image_to_tokens(att, k, queries + tokens, queries, shared_queries=i == 0)
+            if i == 0 and q0 is not None:
+                to_tokens = _image_to_tokens(att, None, queries + tokens, queries, projected_queries=q0)
+            elif self.fold:
+                to_tokens = _image_to_tokens(att, k, queries + tokens, queries)
             else:
                 to_tokens = _attend(att, k, queries + tokens, queries)
             keys = layer.norm4(keys + to_tokens)
@@ -286,11 +323,19 @@ def make_decoder(net: torch.nn.Module, weights_sha256: str, device: str = "cpu",
         return eager
     try:
         fold = openvino_precision("MEDPLIB_DECODER_PRECISION", precision or None) == "f32"
-        graph = DecoderCore(net, fold=fold).eval()  # folded in fp32 only (see DecoderCore)
-        fast = OpenVinoDecoder(export_decoder_onnx(graph, weights_sha256), inference_threads(), precision or None)
-        if not fold and fast.name.endswith("f32"):  # bf16 announced but its kernels failed
-            graph = DecoderCore(net).eval()
-            fast = OpenVinoDecoder(export_decoder_onnx(graph, weights_sha256), inference_threads(), "f32")
+        from .split_decoder import SplitOpenVinoDecoder, export_split_onnx
+
+        def folded():  # in two graphs: the image side is computed once per embedding
+            core = DecoderCore(net).eval()
+            return core, SplitOpenVinoDecoder(*export_split_onnx(core, weights_sha256), inference_threads(), "f32")
+
+        if fold:  # folded in fp32 only (see DecoderCore)
+            graph, fast = folded()
+        else:
+            graph = DecoderCore(net, fold=False).eval()
+            fast = OpenVinoDecoder(export_decoder_onnx(graph, weights_sha256), inference_threads(), precision or None)
+            if fast.name.endswith("f32"):  # bf16 announced but its kernels failed
+                graph, fast = folded()
         fast.core_version = graph.version
         key = f"decoder-v{graph.version}-{fast.name}:{weights_sha256[:16]}:{backend_version('openvino')}"
         if remembered_check(key, lambda: _agrees(fast, eager, net)):

@@ -121,7 +121,7 @@ class LiteMedSAMEngine(SegmentationEngine):
 
         With ``background`` the encoding yields to foreground work (`EncodeInterrupted`).
         """
-        key = image_key(image, self.engine_id, region=None if frame.is_whole else frame.region)
+        key = self.frame_key(image, frame)
         if background:
             return self._embedding(key, image, frame, background=True)
         with self.gate.active(keep=key):
@@ -164,6 +164,24 @@ class LiteMedSAMEngine(SegmentationEngine):
                 self._inflight.pop(key, None)
             ev.set()
 
+    def frame_key(self, image: np.ndarray, frame: Frame) -> str:
+        """The cache key of ``frame``'s embedding of a checked image (see `embedding`)."""
+        return image_key(image, self.engine_id, region=None if frame.is_whole else frame.region)
+
+    def decoder_state(self, key: str, embedding: np.ndarray) -> np.ndarray | None:
+        """The decoder's prompt-independent work on the embedding cached under ``key``, computed
+        at its first prompt and cached with it (same byte budget); None where the decoder keeps
+        none (`split_decoder`: OpenVINO fp32)."""
+        tag = getattr(self.decoder, "state_tag", None)
+        if tag is None:
+            return None
+        state_key = f"{key}|{tag}"
+        state = self.cache.get(state_key, count=False)
+        if state is None:
+            state = self.decoder.image_state(embedding)
+            self.cache.put(state_key, state)
+        return state
+
     def is_cached(self, image: np.ndarray) -> bool:
         img, reason = check_image(image)
         return reason is not None or image_key(img, self.engine_id) in self.cache
@@ -172,12 +190,15 @@ class LiteMedSAMEngine(SegmentationEngine):
         img, reason = check_image(image)
         frame = make_frame(img.shape[:2])
         emb = None if reason else self.embedding(img, frame)
-        return LiteMedSAMSession(self, img, frame, emb, reason)
+        return LiteMedSAMSession(self, img, frame, emb, reason, None if reason else self.frame_key(img, frame))
 
     def _encode_background(self, image: np.ndarray) -> None:
         img, reason = check_image(image)
         if reason is None:
-            self.embedding(img, make_frame(img.shape[:2]), background=True)
+            frame = make_frame(img.shape[:2])
+            emb = self.embedding(img, frame, background=True)
+            if not self.gate.busy:  # the state too (tens of ms), so that the first click is fast
+                self.decoder_state(self.frame_key(img, frame), emb)
 
     def preencode(self, slices) -> PreEncoder:
         """Encode ``slices`` (arrays or callables, nearest first) in the background; each one
@@ -219,8 +240,9 @@ class LiteMedSAMSession(EngineSession):
     """One encoded slice; prompts are decoded against the cached embedding."""
 
     def __init__(self, engine: LiteMedSAMEngine, image: np.ndarray, frame: Frame,
-                 embedding: np.ndarray | None, reason: str | None):
+                 embedding: np.ndarray | None, reason: str | None, key: str | None = None):
         self.engine = engine
+        self.key = key  # of the whole-slice embedding in the engine's cache
         self.image = image
         self.frame = frame
         self.embedding = embedding
@@ -258,7 +280,12 @@ class LiteMedSAMSession(EngineSession):
         if within is not None:
             wx0, wy0, wx1, wy1 = frame.box_to_model(within, PATCH)
             window = (wy0, wy1 + 1, wx0, wx1 + 1)
-        out = self.engine.decoder(embedding, mb, mp, ml, mm, multimask, window)
+        state = None
+        if mm is None:  # boxes and clicks: the decoder's image side comes cached with the embedding
+            key = self.key if frame is self.frame and self.key else self.engine.frame_key(self.image, frame)
+            state = self.engine.decoder_state(key, embedding)
+        extra = {} if state is None else {"state": state}
+        out = self.engine.decoder(embedding, mb, mp, ml, mm, multimask, window, **extra)
         if raw:
             return list(out.logits[:, 0]), out.iou
         logits = [frame.logits_to_image(out.logits[i, c]) for i in range(n)

@@ -94,6 +94,17 @@ class PromptDecoder:
     def name(self) -> str:
         return self.backend.name
 
+    @property
+    def state_tag(self) -> str | None:
+        """Names the backend's decoder state (`split_decoder`), or None: it keeps none."""
+        return getattr(self.backend, "state_tag", None)
+
+    @torch.no_grad()
+    def image_state(self, embedding: np.ndarray) -> np.ndarray:
+        """The decoder's prompt-independent work on ``embedding`` for boxes and clicks (the
+        no-mask dense embedding), for ``state=`` of later calls; needs a ``state_tag``."""
+        return self.backend.image_state(np.ascontiguousarray(embedding, np.float32), self.embedder.dense)
+
     @torch.no_grad()
     def __call__(
         self,
@@ -104,13 +115,15 @@ class PromptDecoder:
         mask_logits: np.ndarray | None = None,
         multimask: bool = False,
         window: tuple[int, int, int, int] | None = None,
+        state: np.ndarray | None = None,
     ) -> Decoded:
         """Decode N prompts; ``boxes`` (N, 4), ``points`` (N, P, 2), ``labels`` (N, P) and
         ``mask_logits`` (N, 1, 256, 256), all in model-input coordinates.
 
         ``window`` = (row0, row1, col0, col1) in model pixels limits the mask logits to that
         region (computed on whole 4-pixel tokens; ``OUTSIDE`` elsewhere), which saves the
-        upscaling work outside it; the predicted IoU does not depend on it.
+        upscaling work outside it; the predicted IoU does not depend on it. ``state``:
+        `image_state` of this embedding (used for boxes and clicks, ignored with mask inputs).
         """
         dev = self.device
         emb = np.ascontiguousarray(embedding, np.float32)  # the backend converts (or not) itself
@@ -128,7 +141,8 @@ class PromptDecoder:
             masks = torch.as_tensor(np.asarray(mask_logits, np.float32), device=dev)
             sparse, dense = self.prompt_encoder(points=pts, boxes=box_t, masks=masks)
         r0, r1, c0, c1 = tokens = token_window(window)
+        extra = {} if state is None or mask_logits is not None else {"state": state}
         with self._lock:
-            logits, iou = self.backend(emb, sparse, dense, torch.arange(r0, r1), torch.arange(c0, c1))
+            logits, iou = self.backend(emb, sparse, dense, torch.arange(r0, r1), torch.arange(c0, c1), **extra)
         return select_and_place(logits, iou, tokens, multimask)
 
