@@ -64,6 +64,7 @@ class LiteMedSAMEngine(SegmentationEngine):
         self.encoder_calls = 0
         self._inflight: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
+        self._state_lock = threading.Lock()
         self._pre: PreEncoder | None = None
         self.gate = ForegroundGate()  # prompts and on-demand encodes pre-empt background encoding
         self.gate.on_enter = self._preempt
@@ -176,10 +177,11 @@ class LiteMedSAMEngine(SegmentationEngine):
         if tag is None:
             return None
         state_key = f"{key}|{tag}"
-        state = self.cache.get(state_key, count=False)
-        if state is None:
-            state = self.decoder.image_state(embedding)
-            self.cache.put(state_key, state)
+        with self._state_lock:  # a prompt waits for the pre-encoder's state of its slice, not redo it
+            state = self.cache.get(state_key, count=False)
+            if state is None:
+                state = self.decoder.image_state(embedding)
+                self.cache.put(state_key, state)
         return state
 
     def is_cached(self, image: np.ndarray) -> bool:

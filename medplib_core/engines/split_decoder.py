@@ -12,6 +12,7 @@ does (same operations, split), up to float rounding.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +96,7 @@ class SplitOpenVinoDecoder:
         image, precision = openvino_compile(image_onnx, threads, "MEDPLIB_DECODER_PRECISION", precision)
         prompt, _ = openvino_compile(prompt_onnx, threads, "MEDPLIB_DECODER_PRECISION", precision)
         self.image_request, self.prompt_request = image.create_infer_request(), prompt.create_infer_request()
+        self._image_lock = threading.Lock()  # image_state may run on a pre-encoding thread
         self.name = f"openvino-{precision}"
         self.state_tag = f"decoder-state-v{CORE_VERSION}-{self.name}"
         zeros = torch.zeros(1, 256, 64, 64)  # set up the kernels for dynamic shapes while loading
@@ -105,16 +107,18 @@ class SplitOpenVinoDecoder:
         emb, dense = _f32(embedding), _f32(dense)
         if dense.shape[0] != 1:
             raise ValueError("a cached decoder state needs one dense embedding for all prompts")
-        out = self.image_request.infer({0: emb, 1: dense})
         state = np.empty(STATE_FLOATS, np.float32)
-        for view, i in zip(state_views(state), range(4)):
-            view[...] = out[i]
+        with self._image_lock:
+            out = self.image_request.infer({0: emb, 1: dense})
+            for view, i in zip(state_views(state), range(4)):
+                view[...] = out[i]
         return state
 
     def __call__(self, embedding, sparse, dense, rows, cols, state: np.ndarray | None = None):
         if state is None:  # mask prompts (a dense embedding each): both graphs, nothing kept
-            out = self.image_request.infer({0: _f32(embedding), 1: _f32(dense)})
-            parts = [out[i] for i in range(4)]
+            with self._image_lock:
+                out = self.image_request.infer({0: _f32(embedding), 1: _f32(dense)})
+                parts = [out[i] for i in range(4)]  # copies (infer does not share its outputs)
         else:
             parts = state_views(state)
         inputs = dict(enumerate(parts + [_f32(sparse)] +
