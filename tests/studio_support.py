@@ -88,6 +88,16 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     return mask.astype(bool) | np.isin(lab, [i for i in range(1, n) if i not in border])
 
 
+def windowed_ct_small(centre: float = 40.0, width: float = 400.0) -> np.ndarray:
+    """pydicom's real CT_small.dcm (128x128) as a displayed uint8 slice in a HU window."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    hu = ds.pixel_array.astype(np.float32) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    return np.clip((hu - (centre - width / 2)) * 255.0 / width, 0, 255).astype(np.uint8)
+
+
 def isolate(tmp: Path) -> dict[str, str]:
     """Point settings and the data/recovery folder at ``tmp`` (returns the env vars set)."""
     env = {"MEDPLIB_STUDIO_DATA": str(tmp / "data"), "MEDPLIB_STUDIO_SETTINGS": str(tmp / "settings.ini")}

