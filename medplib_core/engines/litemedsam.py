@@ -2,7 +2,9 @@
 
 Small targets take the crop-and-zoom path: a square region around the prompt is encoded at the
 full 256 px model resolution (cached like whole slices), so a structure a few pixels wide at
-256 px is seen at several times the detail.
+256 px is seen at several times the detail. Such a box is also decoded on the whole slice, and
+the view whose mask fills the box better is kept (`box_fit`: the user drew the box around the
+object; the zoomed view sometimes covers only part of it, the whole slice sometimes a neighbour).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from .base import Capability, EngineInfo, EngineSession, Prompt, SegmentationEng
 from .cache import EmbeddingCache, image_key
 from .litemedsam_shapes import PATCH
 from .litemedsam_preprocess import Frame, make_frame, model_input, zoom_region
-from .prompts import Box, check_box, check_image, check_points, expand_box
+from .prompts import Box, box_fit, check_box, check_image, check_points, expand_box
 from .scheduling import ForegroundGate, PreEncoder
 from .. import threads
 from ..errors import MedplibError, PromptError
@@ -34,6 +36,7 @@ class Settings:
     zoom_min_side: int = 64  # never zoom into fewer image pixels than this
     clip_margin: float | None = 0.1  # keep box-prompt masks within the box grown by this much
     box_pad: float = 4.0  # grow boxes by this many model pixels (training boxes were loose)
+    box_fit: bool = True  # a zoomed box is decoded on the whole slice too; keep the better box fit
 
 
 class LiteMedSAMEngine(SegmentationEngine):
@@ -310,25 +313,38 @@ class LiteMedSAMSession(EngineSession):
             mask &= keep
         return mask, float(iou[0, 0]), "zoom" if not frame.is_whole else "whole"
 
+    def box_views(self, box: Box, single: bool = False) -> list[tuple[np.ndarray, float, str]]:
+        """`box_mask` at each scale the engine looks at a box, its choice first: the crop-and-zoom
+        region when the box takes that path, and the whole slice (already encoded: one more
+        decode). With ``Settings.box_fit`` the view whose mask fits the box better (`box_fit`;
+        a tie keeps the zoom) is the choice, else the zoom; ``single``: only the choice is wanted."""
+        first = self.box_mask(box)
+        fit = self.engine.settings.box_fit
+        if first[2] != "zoom" or (single and not fit):
+            return [first]
+        views = [first, self.box_mask(box, zoom=False)]
+        return views[::-1] if fit and box_fit(views[1][0], box) > box_fit(first[0], box) else views
+
     # ----- the public entry point ----------------------------------------------------------
     def predict(self, prompt: Prompt) -> SegResult:
         with self.engine.gate.active():  # background encoding makes room
             return self._predict(prompt)
 
     def predict_views(self, prompt: Prompt) -> list[SegResult]:
-        """`predict`, and for a plain box that took the crop-and-zoom path also the whole slice
-        (already encoded: one more decode)."""
+        """`predict`; for a plain box that took the crop-and-zoom path every view of `box_views`."""
         with self.engine.gate.active():
-            first = self._predict(prompt)
             plain = prompt.box is not None and not prompt.points and prompt.mask_input is None
-            if not plain or self.reason is not None or first.provenance.get("path") != "zoom":
-                return [first]
+            if not plain or self.reason is not None:
+                return [self._predict(prompt)]
             started = time.perf_counter()
-            mask, score, path = self.box_mask(check_box(prompt.box, self.image_shape), zoom=False)
-            rec = provenance(self.engine.info, prompt, started, path=path, encoder=self.engine.encoder.name,
-                             decoder=self.engine.decoder.name)
-            reason = None if mask.any() else "the model found no object for this prompt"
-            return [first, SegResult(mask, score, rec, reason)]
+            views = self.box_views(check_box(prompt.box, self.image_shape))
+            return [self._result(prompt, started, *v) for v in views]
+
+    def _result(self, prompt: Prompt, started: float, mask: np.ndarray, score: float, path: str) -> SegResult:
+        reason = None if mask.any() else "the model found no object for this prompt"
+        rec = provenance(self.engine.info, prompt, started, path=path, encoder=self.engine.encoder.name,
+                         decoder=self.engine.decoder.name)
+        return SegResult(mask.astype(bool), score, rec, reason)
 
     def _predict(self, prompt: Prompt) -> SegResult:
         started = time.perf_counter()
@@ -345,7 +361,7 @@ class LiteMedSAMSession(EngineSession):
             mask, score, path = modes.refine(self, prompt.mask_input, pts, labs, prompt.box)
         elif prompt.box is not None:
             box = check_box(prompt.box, self.image_shape)
-            mask, score, path = self.box_mask(box)
+            mask, score, path = self.box_views(box, single=True)[0]
             if len(pts):  # LiteMedSAM ignores point prompts: clicks act as corrections
                 mask, _, _ = modes.refine(self, mask, pts, labs, box)
         elif prompt.polygon is not None or prompt.region is not None:
@@ -360,7 +376,4 @@ class LiteMedSAMSession(EngineSession):
             raise PromptError("refining a mask needs at least one corrective click")
         else:
             raise PromptError(f"{self.engine.name} does not understand text prompts; draw a box or click")
-        reason = None if mask.any() else "the model found no object for this prompt"
-        rec = provenance(info, prompt, started, path=path, encoder=self.engine.encoder.name,
-                         decoder=self.engine.decoder.name)
-        return SegResult(mask.astype(bool), score, rec, reason)
+        return self._result(prompt, started, mask, score, path)

@@ -108,6 +108,19 @@ def mask_box(mask: np.ndarray) -> Box | None:
     return float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())
 
 
+def box_fit(mask: np.ndarray, box: Box) -> float:
+    """How well a mask fills a box drawn around an object: the IoU of the mask's bounding box
+    with the box (pixel-inclusive; 0.0 for an empty mask)."""
+    mb = mask_box(mask)
+    if mb is None:
+        return 0.0
+    w = min(mb[2], box[2]) - max(mb[0], box[0]) + 1
+    h = min(mb[3], box[3]) - max(mb[1], box[1]) + 1
+    inter = max(0.0, w) * max(0.0, h)
+    union = sum((b[2] - b[0] + 1) * (b[3] - b[1] + 1) for b in (mb, box)) - inter
+    return inter / union
+
+
 def expand_box(box: Box, frac: float, shape: tuple[int, int], min_pad: float = 0.0) -> Box:
     """Grow a box by ``frac`` of its size on each side (at least ``min_pad`` px), clipped."""
     x0, y0, x1, y1 = box
