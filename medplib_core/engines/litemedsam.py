@@ -174,8 +174,9 @@ class LiteMedSAMEngine(SegmentationEngine):
 
     def decoder_state(self, key: str, embedding: np.ndarray) -> np.ndarray | None:
         """The decoder's prompt-independent work on the embedding cached under ``key``, computed
-        at its first prompt and cached with it (same byte budget); None where the decoder keeps
-        none (`split_decoder`: OpenVINO fp32)."""
+        at its first prompt and cached with it (same byte budget; whole slices only: zoom regions
+        are rarely prompted twice); None where the decoder keeps none (`split_decoder`: OpenVINO
+        fp32)."""
         tag = getattr(self.decoder, "state_tag", None)
         if tag is None:
             return None
@@ -286,9 +287,8 @@ class LiteMedSAMSession(EngineSession):
             wx0, wy0, wx1, wy1 = frame.box_to_model(within, PATCH)
             window = (wy0, wy1 + 1, wx0, wx1 + 1)
         state = None
-        if mm is None:  # boxes and clicks: the decoder's image side comes cached with the embedding
-            key = self.key if frame is self.frame and self.key else self.engine.frame_key(self.image, frame)
-            state = self.engine.decoder_state(key, embedding)
+        if mm is None and frame is self.frame and self.key:  # boxes and clicks on the whole slice:
+            state = self.engine.decoder_state(self.key, embedding)  # the decoder's image side, cached
         extra = {} if state is None else {"state": state}
         out = self.engine.decoder(embedding, mb, mp, ml, mm, multimask, window, **extra)
         if raw:
