@@ -161,6 +161,8 @@ class LiteMedSAMEngine(SegmentationEngine):
             else:
                 emb = self.encoder(x)
             self.encoder_calls += 1
+            if background and frame.is_whole and not self.gate.busy:  # cached with its decoder state
+                self.decoder_state(key, emb)  # (tens of ms): the slice's first click is fast too
             self.cache.put(key, emb)
             return emb
         finally:
@@ -201,10 +203,7 @@ class LiteMedSAMEngine(SegmentationEngine):
     def _encode_background(self, image: np.ndarray) -> None:
         img, reason = check_image(image)
         if reason is None:
-            frame = make_frame(img.shape[:2])
-            emb = self.embedding(img, frame, background=True)
-            if not self.gate.busy:  # the state too (tens of ms), so that the first click is fast
-                self.decoder_state(self.frame_key(img, frame), emb)
+            self.embedding(img, make_frame(img.shape[:2]), background=True)
 
     def preencode(self, slices) -> PreEncoder:
         """Encode ``slices`` (arrays or callables, nearest first) in the background; each one
