@@ -348,6 +348,13 @@ def test_a_tapering_object_that_grows_again_has_leaked():
     # a swelling after a dip that stays within the factor is the object's own shape
     assert not regrows([337, 289, 319, 363, 410, 445], 1.5)
     assert not regrows([100, 50], 1.5)  # too short a history to judge
+    # the same kidney from the box-fit seed: the first leaking slice (251) outgrows the seed, yet
+    # after a taper of 239 -> 185 (deeper than sqrt(1.5)) it does not count as a new largest slice
+    assert not regrows([239, 206, 185, 251], 1.5)
+    assert regrows([239, 206, 185, 251, 384], 1.5)
+    # a shallow dip before a new largest slice is the object widening: it still resets
+    assert not regrows([275, 272, 290, 288, 323, 350, 369, 397, 431, 445, 507], 1.5)
+    assert not regrows([4461, 4224, 4250, 4112, 3997, 3988, 4092, 5057], 1.5)
 
 
 def test_propagation_stops_where_a_tapering_object_regrows():

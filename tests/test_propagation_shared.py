@@ -129,8 +129,7 @@ def test_a_slow_leak_stops_near_the_objects_end(shared_data, engine):
     a tapering object that grows again stops there (Dice 0.71, bench/propagation.py, OpenVINO bf16).
     Seeded with the crop-and-zoom mask (box fit off), as when the rules were made: the box-fit
     seed (Dice 0.985 on its slice, 0.960 for this one) is smaller than the first leaking slice
-    above it, which then counts as the object's largest, and the up direction still leaks
-    (3D Dice 0.48, bench/propagation.py --seed-at two-thirds)."""
+    above it: the next test."""
     import numpy as np
 
     from medplib_core.engines.propagation import StopRules
@@ -147,3 +146,21 @@ def test_a_slow_leak_stops_near_the_objects_end(shared_data, engine):
     ref_top = int(np.nonzero(case["truth"].any(axis=(1, 2)))[0].max())
     assert abs(top - ref_top) <= 3, (top, ref_top, log.stops)
     assert log.stops["up"].startswith("slice")  # it stopped, not at the volume's end
+
+
+def test_a_leak_that_outgrows_a_good_seed_still_stops(shared_data, engine):
+    """The same kidney from the engine's own (box-fit) seed, which fits the kidney better than the
+    zoomed one: going up it tapers 239 -> 185 px, then the first slice steered into the neighbour
+    (251 px) is larger than the seed. It used to count as the object's new largest slice, so the
+    regrowth stop never fired and the direction ran to the volume's end (Dice 0.48); after a deep
+    taper a regrowth past the old largest slice is a leak too (Dice 0.82, offline on the same masks)."""
+    import numpy as np
+
+    case = load_case(shared_data / "volumes", "ct_small_abdomen.nii.gz", "kidney_right", "two-thirds")
+    log = PropagationLog()
+    got = propagate_volume(engine, case["volume"], case["k"], seed_mask(engine, case), log=log)
+    d = dice(got, case["truth"])
+    assert d >= 0.75, (d, log.stops)
+    top = int(np.nonzero(got.any(axis=(1, 2)))[0].max())
+    ref_top = int(np.nonzero(case["truth"].any(axis=(1, 2)))[0].max())
+    assert abs(top - ref_top) <= 3 and log.stops["up"].startswith("slice"), (top, ref_top, log.stops)

@@ -23,6 +23,7 @@ object there); where the model stopped short of the box it found the object's ed
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -224,15 +225,20 @@ def regrows(areas: Sequence[int], factor: float) -> bool:
     that slice. An object's cross-section swells and tapers smoothly; once it tapers toward
     its end, a steady regrowth is the result creeping into a neighbour that looks alike, slice
     by slice within the single-step rules (an organ that is still widening sets a new largest
-    slice at every step and never trips this)."""
+    slice at every step and never trips this). Once the object has tapered deeply (its area
+    fell by sqrt(factor), half the regrowth on a log scale), a regrowth past the old largest
+    slice does not start a new "largest": a leak can outgrow a well-segmented seed."""
     if len(areas) < 3:
         return False
+    deep = math.sqrt(factor)
     peak = trough = areas[0]
+    tapered = False
     for a in areas[1:-1]:
-        if a >= peak:
+        if a >= peak and not tapered:
             peak = trough = a
         else:
             trough = min(trough, a)
+            tapered = tapered or trough * deep < peak
     return trough < peak and areas[-1] > factor * trough
 
 
