@@ -120,12 +120,14 @@ class LiteMedSAMEngine(SegmentationEngine):
     # Foreground work (`encode`, `embedding`, `LiteMedSAMSession.predict`, from any thread, e.g.
     # propagation encoding its next slice ahead) is never interrupted; it interrupts background
     # pre-encoding of any other slice, which resumes when the foreground has been idle briefly.
-    def embedding(self, image: np.ndarray, frame: Frame, background: bool = False) -> np.ndarray:
-        """The (cached) embedding of ``frame`` of a checked ``uint8 (H, W, 3)`` image.
+    def embedding(self, image: np.ndarray, frame: Frame, background: bool = False,
+                  key: str | None = None) -> np.ndarray:
+        """The (cached) embedding of ``frame`` of a checked ``uint8 (H, W, 3)`` image; ``key``:
+        its `frame_key` when the caller has it already (hashing a slice costs a millisecond or two).
 
         With ``background`` the encoding yields to foreground work (`EncodeInterrupted`).
         """
-        key = self.frame_key(image, frame)
+        key = key or self.frame_key(image, frame)
         if background:
             return self._embedding(key, image, frame, background=True)
         with self.gate.active(keep=key):
@@ -197,8 +199,9 @@ class LiteMedSAMEngine(SegmentationEngine):
     def encode(self, image: np.ndarray) -> "LiteMedSAMSession":
         img, reason = check_image(image)
         frame = make_frame(img.shape[:2])
-        emb = None if reason else self.embedding(img, frame)
-        return LiteMedSAMSession(self, img, frame, emb, reason, None if reason else self.frame_key(img, frame))
+        key = None if reason else self.frame_key(img, frame)  # hashed once, for the cache and the session
+        emb = None if reason else self.embedding(img, frame, key=key)
+        return LiteMedSAMSession(self, img, frame, emb, reason, key)
 
     def _encode_background(self, image: np.ndarray) -> None:
         img, reason = check_image(image)
