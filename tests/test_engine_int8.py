@@ -35,6 +35,8 @@ def int8_engine():
     """The real int8 encoder (quantised on first use: minutes, then cached on disk)."""
     from medplib_core.engines.litemedsam import LiteMedSAMEngine
 
+    if int8_encoder.dot_product_instructions() is False:
+        pytest.skip("this CPU has no int8 dot-product instructions (VNNI/AMX): int8 is not built here")
     eng = LiteMedSAMEngine(encoder="openvino-int8", cache_bytes=2**26)
     if not eng.encoder.name.startswith("openvino-int8"):
         pytest.fail(f"the int8 encoder failed its check against eager PyTorch (got {eng.encoder.name})")
@@ -111,3 +113,28 @@ def test_background_build_starts_at_most_once(tmp_path, monkeypatch):
     assert not int8_encoder._lock_held(lock)
     int8_encoder.model_path(SHA).write_text("<net/>")  # built meanwhile
     assert int8_encoder.start_background_build(SHA) is None
+
+
+ZEN3 = "processor\t: 0\nflags\t\t: fpu sse sse2 ssse3 fma sse4_1 sse4_2 avx f16c avx2 bmi2 sha_ni vaes vpclmulqdq\n"
+ZEN4 = ("processor\t: 0\nflags\t\t: fpu sse2 avx avx2 avx512f avx512dq avx512_bf16 avx512vl avx512_vnni"
+        " avx512_bitalg\n")
+ARM = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics asimddp\n"
+
+
+def test_int8_is_built_only_where_the_cpu_has_int8_dot_products(monkeypatch):
+    """Lines as /proc/cpuinfo writes them: an AVX2-only EPYC (where int8 measured slower than
+    fp32 and failed its check), a Zen 4 with AVX-512 VNNI, an ARM core with dot products."""
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    assert int8_encoder.dot_product_instructions(ZEN3) is False
+    assert int8_encoder.dot_product_instructions(ZEN4) is True
+    assert int8_encoder.dot_product_instructions(ARM) is True
+    assert int8_encoder.dot_product_instructions("model name : unknown\n") is None
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # an older CPU emulated: as it would be
+    assert int8_encoder.dot_product_instructions(ZEN4) is False
+    assert not int8_encoder.worth_building()
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    here = int8_encoder.dot_product_instructions()
+    monkeypatch.setenv("MEDPLIB_INT8_BUILD", "1")
+    assert int8_encoder.worth_building() is (here is not False)
+    monkeypatch.setenv("MEDPLIB_INT8_BUILD", "0")
+    assert not int8_encoder.worth_building()

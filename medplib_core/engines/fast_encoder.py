@@ -250,7 +250,7 @@ def make_encoder(
         choice = int8_encoder.remembered_choice(weights_sha256)
         if choice == "int8":
             candidates.insert(0, ("openvino", "int8"))
-        elif choice is None and os.environ.get("MEDPLIB_INT8_BUILD", "1") != "0":
+        elif choice is None and int8_encoder.worth_building():
             int8_encoder.start_background_build(weights_sha256)  # used from the next start
     else:
         candidates = [(name, precision)]
