@@ -69,6 +69,26 @@ def gl_unavailable_reason() -> str | None:
     return None if ok else "No 3D view: an OpenGL context could not be made current."
 
 
+def gl_view_window():
+    """pyqtgraph's 3D view as a native OpenGL window (`QOpenGLWindow`), which the pane shows in
+    a window container. The render-to-texture `GLViewWidget` would switch the whole main window
+    to OpenGL composition: every repaint of any widget (a scrolled slice, a click's answer) then
+    became a full-window GL frame, 12 ms each on a software renderer (Mesa llvmpipe: Xvfb, virtual
+    machines, remote desktops), whether the 3D pane was shown or not."""
+    from PySide6.QtCore import QRect
+    from PySide6.QtOpenGL import QOpenGLWindow
+    from pyqtgraph.opengl.GLViewWidget import GLViewMixin
+
+    class GLViewWindow(GLViewMixin, QOpenGLWindow):
+        def devicePixelRatioF(self) -> float:  # noqa: N802 (the mixin asks a widget's name)
+            return float(self.devicePixelRatio())
+
+        def rect(self) -> QRect:  # as a widget says it
+            return QRect(0, 0, self.width(), self.height())
+
+    return GLViewWindow()
+
+
 def headlight_shader():
     """A light at the viewer (eye space), a little above and left: front faces bright, the
     shape read from the shading (pyqtgraph's own "shaded" lights the surfaces from behind)."""
@@ -191,12 +211,12 @@ class SurfaceView(QWidget):
         self.timer.timeout.connect(self._start)
 
     def _make_gl(self) -> None:
-        import pyqtgraph.opengl as gl
-
-        self.gl = gl.GLViewWidget()
+        self.gl = gl_view_window()
         self.gl.setBackgroundColor((18, 18, 22))
         self.gl.setCameraPosition(distance=400, elevation=25, azimuth=-70)  # from the front (anterior), a little right and up
-        self.stack.addWidget(self.gl)
+        self.gl_box = QWidget.createWindowContainer(self.gl, self)
+        self.gl_box.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+        self.stack.addWidget(self.gl_box)
 
     @property
     def available(self) -> bool:
@@ -389,7 +409,7 @@ class SurfaceView(QWidget):
             return
         self.reset_button.setEnabled(bool(self.items))
         if self.items:
-            self.stack.setCurrentWidget(self.gl)
+            self.stack.setCurrentWidget(self.gl_box)
         else:
             self.message.setText("Label surfaces appear here once there are labels.")
             self.stack.setCurrentWidget(self.message)

@@ -88,8 +88,8 @@ class ViewerArea(QWidget):
         self.fourth.hide()
         self.fourth = widget
         widget.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)  # equal cells
-        widget.setParent(self)  # now, not when first shown: an OpenGL child then sets up the
-        widget.hide()           # window's surface before it is shown (no re-created window)
+        widget.setParent(self)  # now, not when first shown: a native child (the 3D pane's GL
+        widget.hide()           # window) is then set up before the window is shown
         self.set_layout(self.layout_mode)
 
     def set_orientation(self, orientation: str) -> None:

@@ -78,6 +78,10 @@ def camera():
     return {"azimuth": float(o["azimuth"]), "elevation": float(o["elevation"]), "distance": float(o["distance"]),
             "centre": [o["center"].x(), o["center"].y(), o["center"].z()]}
 info["reset_enabled"] = pane.reset_button.isEnabled()
+# the main window stays on raster composition with the GL pane in it (a render-to-texture GL
+# widget would make every repaint of every widget a full-window GL frame)
+info["main_surface"] = window.windowHandle().surfaceType().name
+info["pane_surface"] = pane.gl.surfaceType().name if hasattr(pane.gl, "surfaceType") else type(pane.gl).__name__
 g = pane.gl
 mid = g.rect().center()
 QTest.mousePress(g, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, mid)
@@ -118,6 +122,7 @@ def test_ball_strokes_give_framed_label_surfaces_updated_on_the_worker(tmp_path)
     line = next(x for x in proc.stdout.splitlines() if x.startswith("INFO "))
     info = json.loads(line[5:])
     assert info["available"], info["reason"]
+    assert info["main_surface"] == "RasterSurface" and info["pane_surface"] == "OpenGLSurface"
     first, second, undone = info["first"], info["second"], info["undone"]
     assert first["items"] == [1] and info["brush_mm"] > 15
     # the smoothed mesh encloses about the painted voxels' volume
