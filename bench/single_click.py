@@ -60,7 +60,7 @@ def decoder_variants(engine) -> dict[str, object]:
 def run(args) -> int:
     import medplib_core.engines  # noqa: F401  (the thread policy, before PyTorch loads)
     from medplib_core.engines.base import Prompt
-    from medplib_core.engines.litemedsam import LiteMedSAMEngine
+    from medplib_core.engines.litemedsam import LiteMedSAMEngine, decoder_state_key
     from medplib_core.engines.prompts import dice, interior_point
 
     print(machine_line())
@@ -82,7 +82,7 @@ def run(args) -> int:
         for backend in variants.values():  # each variant's decoder state (if any) once, timed apart
             if getattr(backend, "state_tag", None):
                 t = time.perf_counter()
-                engine.cache.put(f"{s.key}|{backend.state_tag}", backend.image_state(s.embedding,
+                engine.cache.put(decoder_state_key(s.key, backend.state_tag), backend.image_state(s.embedding,
                                                                                      engine.decoder.embedder.dense))
                 state_t.append(time.perf_counter() - t)
         for rep in range(args.reps):

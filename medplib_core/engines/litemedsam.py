@@ -184,7 +184,7 @@ class LiteMedSAMEngine(SegmentationEngine):
         tag = getattr(self.decoder, "state_tag", None)
         if tag is None:
             return None
-        state_key = f"{key}|{tag}"
+        state_key = decoder_state_key(key, tag)
         with self._state_lock:  # a prompt waits for the pre-encoder's state of its slice, not redo it
             state = self.cache.get(state_key, count=False)
             if state is None:
@@ -234,6 +234,12 @@ class LiteMedSAMEngine(SegmentationEngine):
             self._pre.close()
             self._pre = None
         self.cache.clear()
+
+
+def decoder_state_key(key: str, tag: str) -> str:
+    """Where the decoder state (named by its backend's ``state_tag``) of the embedding cached
+    under ``key`` is cached."""
+    return f"{key}|{tag}"
 
 
 def _default_device() -> str:
