@@ -77,8 +77,8 @@ def openvino_compile(model_path: Path, threads: int, precision_env: str, precisi
     import openvino as ov
 
     core = ov.Core()
-    core.set_property({"CACHE_DIR": str(cache_dir() / "openvino")})
     precision = openvino_precision(precision_env, precision)
+    core.set_property({"CACHE_DIR": openvino_cache(precision)})
     config = {
         "INFERENCE_PRECISION_HINT": precision,
         "INFERENCE_NUM_THREADS": threads,
@@ -91,7 +91,21 @@ def openvino_compile(model_path: Path, threads: int, precision_env: str, precisi
         if precision == "f32":
             raise
         config["INFERENCE_PRECISION_HINT"] = "f32"  # bf16 kernels unavailable after all
+        core.set_property({"CACHE_DIR": openvino_cache("f32")})
         return core.compile_model(model, "CPU", config), "f32"
+
+
+def openvino_cache(precision: str) -> str:
+    """OpenVINO's compiled-model cache, one folder per inference precision.
+
+    OpenVINO 2026.4 on a CPU with AMX crashed (a segfault at the first inference) when one
+    process compiled a model in f32 and then in bf16 with the same cache folder; with a folder
+    per precision both run. The app compiles one precision, but the model-folder build, the
+    backend checks and the benchmarks compile both.
+    """
+    d = cache_dir() / "openvino" / precision
+    d.mkdir(parents=True, exist_ok=True)
+    return str(d)
 
 
 def remembered(key: str) -> dict | None:
