@@ -123,7 +123,10 @@ ARM = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 at
 
 def test_int8_is_built_only_where_the_cpu_has_int8_dot_products(monkeypatch):
     """Lines as /proc/cpuinfo writes them: an AVX2-only EPYC (where int8 measured slower than
-    fp32 and failed its check), a Zen 4 with AVX-512 VNNI, an ARM core with dot products."""
+    fp32 and failed its check), a Zen 4 with AVX-512 VNNI, an ARM core with dot products; and
+    not where the float encoder runs in native bf16, which is faster than int8 there."""
+    from medplib_core.engines.accel import openvino_precision
+
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     assert int8_encoder.dot_product_instructions(ZEN3) is False
     assert int8_encoder.dot_product_instructions(ZEN4) is True
@@ -135,6 +138,10 @@ def test_int8_is_built_only_where_the_cpu_has_int8_dot_products(monkeypatch):
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
     here = int8_encoder.dot_product_instructions()
     monkeypatch.setenv("MEDPLIB_INT8_BUILD", "1")
+    monkeypatch.setenv("MEDPLIB_ENCODER_PRECISION", "f32")  # the float encoder in fp32: int8 may pay
     assert int8_encoder.worth_building() is (here is not False)
+    monkeypatch.delenv("MEDPLIB_ENCODER_PRECISION")  # the float encoder as the CPU has it
+    native_bf16 = openvino_precision("MEDPLIB_ENCODER_PRECISION") == "bf16"
+    assert int8_encoder.worth_building() is (here is not False and not native_bf16)
     monkeypatch.setenv("MEDPLIB_INT8_BUILD", "0")
     assert not int8_encoder.worth_building()
