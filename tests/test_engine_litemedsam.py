@@ -90,6 +90,45 @@ def test_small_target_uses_zoom(engine, shared_data):
     assert dice(res.mask, gt) >= 0.8
 
 
+def test_a_zoomed_box_does_not_hash_the_slice_again(engine, ct_small, monkeypatch):
+    """A small box's zoom region is keyed from the session's slice key: the prompt hashes no
+    pixels (a 1024 px RGB slice costs ~2 ms a hash); the keys still tell regions apart."""
+    from medplib_core.engines import litemedsam
+    from medplib_core.engines.litemedsam_preprocess import make_frame
+
+    image, body = ct_small
+    s = engine.encode(image)
+    box = (40.0, 40.0, 52.0, 50.0)  # 13 px on a 128 px slice: the crop-and-zoom path
+    first = s.predict(Prompt(box=box))
+    assert first.provenance["path"] == "zoom"
+    hashed = []
+    real = litemedsam.image_key
+    monkeypatch.setattr(litemedsam, "image_key", lambda *a, **k: hashed.append(a) or real(*a, **k))
+    again = s.predict(Prompt(box=box))
+    assert hashed == [] and np.array_equal(again.mask, first.mask)
+    monkeypatch.undo()
+    frames = [make_frame(image.shape[:2], r) for r in ((0, 0, 64, 64), (8, 0, 72, 64))]
+    keys = {engine.frame_key(s.image, f) for f in frames} | {s.key}
+    assert len(keys) == 3  # two regions and the whole slice
+    assert engine.frame_key(s.image, frames[0], s.key) == engine.frame_key(s.image, frames[0])
+
+
+def test_mask_box_is_the_tight_inclusive_box():
+    assert mask_box(np.zeros((5, 7), bool)) is None
+    m = np.zeros((30, 40), bool)
+    m[29, 0] = True
+    assert mask_box(m) == (0.0, 29.0, 0.0, 29.0)
+    m[3:9, 12:31] = True  # rows 3-8, columns 12-30
+    m[5, 39] = True
+    assert mask_box(m) == (0.0, 3.0, 39.0, 29.0)
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        m = rng.random((int(rng.integers(1, 60)), int(rng.integers(1, 60)))) < rng.random() * 0.05
+        ys, xs = np.nonzero(m)
+        want = None if xs.size == 0 else (float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max()))
+        assert mask_box(m) == want
+
+
 def test_box_fit_is_the_iou_of_the_masks_box_with_the_box():
     m = np.zeros((40, 40), bool)
     assert box_fit(m, (0.0, 0.0, 9.0, 9.0)) == 0.0

@@ -24,6 +24,11 @@ def image_key(image: np.ndarray, engine_id: str = "", window: Any = None, region
     return h.hexdigest()
 
 
+def region_key(slice_key: str, region: Any) -> str:
+    """The key of a region of the slice whose `image_key` is ``slice_key``."""
+    return hashlib.blake2b(f"{slice_key}|region={region!r}".encode(), digest_size=20).hexdigest()
+
+
 class EmbeddingCache:
     """Thread-safe LRU mapping keys to numpy embeddings, bounded by total bytes."""
 

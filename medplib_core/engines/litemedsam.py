@@ -17,7 +17,7 @@ import numpy as np
 
 from . import lite_files
 from .base import Capability, EngineInfo, EngineSession, Prompt, SegmentationEngine, SegResult, provenance
-from .cache import EmbeddingCache, image_key
+from .cache import EmbeddingCache, image_key, region_key
 from .litemedsam_shapes import PATCH
 from .litemedsam_preprocess import Frame, make_frame, model_input, zoom_region
 from .prompts import Box, box_fit, check_box, check_image, check_points, expand_box
@@ -172,9 +172,12 @@ class LiteMedSAMEngine(SegmentationEngine):
                 self._inflight.pop(key, None)
             ev.set()
 
-    def frame_key(self, image: np.ndarray, frame: Frame) -> str:
-        """The cache key of ``frame``'s embedding of a checked image (see `embedding`)."""
-        return image_key(image, self.engine_id, region=None if frame.is_whole else frame.region)
+    def frame_key(self, image: np.ndarray, frame: Frame, slice_key: str | None = None) -> str:
+        """The cache key of ``frame``'s embedding of a checked image (see `embedding`);
+        ``slice_key``: the whole slice's key when the caller has it (a zoom region's key is
+        made from it, so that a prompt does not hash the slice again)."""
+        slice_key = slice_key or image_key(image, self.engine_id)
+        return slice_key if frame.is_whole else region_key(slice_key, frame.region)
 
     def decoder_state(self, key: str, embedding: np.ndarray) -> np.ndarray | None:
         """The decoder's prompt-independent work on the embedding cached under ``key``, computed
@@ -273,7 +276,8 @@ class LiteMedSAMSession(EngineSession):
                 region = zoom_region(box, self.image_shape, s.zoom_context, s.zoom_min_side)
                 if region is not None:
                     frame = make_frame(self.image_shape, region)
-                    return frame, self.engine.embedding(self.image, frame)
+                    key = self.engine.frame_key(self.image, frame, self.key)
+                    return frame, self.engine.embedding(self.image, frame, key=key)
         return self.frame, self.embedding
 
     def decode(self, frame: Frame, embedding: np.ndarray, boxes=None, points=None, labels=None,

@@ -102,10 +102,11 @@ def rasterize_polygon(polygon: Sequence[Sequence[float]], shape: tuple[int, int]
 
 def mask_box(mask: np.ndarray) -> Box | None:
     """Tight inclusive box of a mask, or None when it is empty."""
-    ys, xs = np.nonzero(mask)
-    if xs.size == 0:
+    rows = np.flatnonzero(mask.any(axis=1))  # two reductions: a fraction of np.nonzero's cost
+    if rows.size == 0:
         return None
-    return float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())
+    cols = np.flatnonzero(mask[rows[0]:rows[-1] + 1].any(axis=0))
+    return float(cols[0]), float(rows[0]), float(cols[-1]), float(rows[-1])
 
 
 def box_fit(mask: np.ndarray, box: Box) -> float:
