@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QPoint, QPointF, QRect, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPainterPath, QPen, QPolygonF
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPainterPath, QPen, QPolygonF, QRegion
 from PySide6.QtWidgets import QStyle, QWidget
 
 from medplib_core.annotation import PROPOSAL_COLOR
@@ -75,7 +75,8 @@ class SliceCanvas(QWidget):
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
         self.scan_image = None  # QImage of the windowed slice
         self.label_image = None  # QImage overlay or None
-        self.proposal_image = None
+        self.proposal_image = None  # the hatch over the proposal's own box ...
+        self.proposal_at = (0, 0)  # ... whose top-left pixel is this (column, row) of the slice
         self.proposal_outline: QPainterPath | None = None
         self.proposal_prompt: dict | None = None
         self.pending_prompt: dict | None = None
@@ -147,6 +148,23 @@ class SliceCanvas(QWidget):
         r = QRectF(self.to_screen(min(xs), min(ys)), self.to_screen(max(xs), max(ys))).normalized()
         return r.toAlignedRect().adjusted(-9, -9, 9, 9)  # a point's marker is 5 px + its pen
 
+    def proposal_region(self) -> QRegion:
+        """Where the proposal (hatch, outline, its prompt) and the overlay texts are painted: what
+        a new or discarded proposal changes on an unchanged slice (the corner texts say
+        "Enter: accept", the hint comes and goes)."""
+        region = QRegion()
+        if self.proposal_image is not None:
+            x, y = self.proposal_at
+            w, h = self.proposal_image.width(), self.proposal_image.height()
+            r = QRectF(self.to_screen(x, y), self.to_screen(x + w, y + h)).normalized()
+            region += r.toAlignedRect().adjusted(-4, -4, 4, 4)  # the outline's pens
+        rect = self.prompt_rect(self.proposal_prompt)
+        if not rect.isEmpty():
+            region += rect
+        for _, _, rect, _ in self.text_layout():
+            region += rect.adjusted(-2, -2, 2, 2)  # the texts' shadow
+        return region
+
     def update_prompt(self, prompt: dict | None) -> None:
         """Repaint only where ``prompt`` is drawn (a click's marker costs a fraction of a frame)."""
         rect = self.prompt_rect(prompt)
@@ -183,7 +201,7 @@ class SliceCanvas(QWidget):
                 p.drawImage(0, 0, self.label_image)
                 p.setOpacity(1.0)
             if self.proposal_image is not None:
-                p.drawImage(0, 0, self.proposal_image)
+                p.drawImage(QPointF(*self.proposal_at), self.proposal_image)
             if self._stroke_img is not None:
                 p.setOpacity(0.6)
                 p.drawImage(0, 0, self._stroke_img)

@@ -69,27 +69,40 @@ def mask_qimage(mask: np.ndarray, color: tuple[int, int, int], alpha: int = 140)
 
 
 def hatch_qimage(mask: np.ndarray, color: tuple[int, int, int], period: int = 6, width: int = 2,
-                 alpha: int = 230) -> QImage:
+                 alpha: int = 230, phase: int = 0) -> QImage:
     """A bool mask as diagonal stripes (``width`` of every ``period`` pixels) of one colour:
-    how a pending proposal is drawn, unlike the solid fill of every label."""
+    how a pending proposal is drawn, unlike the solid fill of every label. ``phase``: row +
+    column of the mask's first pixel in the slice, when ``mask`` is cut from it (the stripes
+    then lie where they would on the whole slice)."""
     m = np.asarray(mask, dtype=bool)
     h, w = m.shape
-    stripes = ((np.arange(h)[:, None] + np.arange(w)[None, :]) % max(int(period), 2)) < max(int(width), 1)
+    diag = np.arange(h)[:, None] + np.arange(w)[None, :] + int(phase)
+    stripes = (diag % max(int(period), 2)) < max(int(width), 1)
     r, g, b = (int(c * alpha / 255) for c in color)
     word = np.uint32((alpha << 24) | (r << 16) | (g << 8) | b)
     return argb_qimage(np.where(m & stripes, word, np.uint32(0)).astype(np.uint32))
 
 
-def mask_outline(mask: np.ndarray) -> QPainterPath:
+def mask_bounds(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """``(row0, row1, col0, col1)`` (exclusive ends) of a bool mask's pixels, or None."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask[rows[0]:rows[-1] + 1].any(axis=0))
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+def mask_outline(mask: np.ndarray, at: tuple[int, int] = (0, 0)) -> QPainterPath:
     """Outer and hole contours of a bool mask as one path in image coordinates (through the
-    centres of the edge pixels), built once per proposal rather than on every paint."""
+    centres of the edge pixels), built once per proposal rather than on every paint; ``at``:
+    the (column, row) of the mask's first pixel when it is cut from the slice."""
     m = np.ascontiguousarray(np.asarray(mask, dtype=np.uint8))
     path = QPainterPath()
     if not m.any():
         return path
     contours, _ = cv2.findContours(m, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
     for c in contours:
-        pts = c.reshape(-1, 2).astype(np.float64) + 0.5
+        pts = c.reshape(-1, 2).astype(np.float64) + 0.5 + np.asarray(at, np.float64)
         if len(pts) >= 2:
             path.addPolygon(QPolygonF([QPointF(x, y) for x, y in pts]))
             path.closeSubpath()

@@ -212,7 +212,8 @@ class SliceView(QWidget):
 
     # ----- rendering -------------------------------------------------------------------------
     def refresh(self, scan: bool = True, labels: bool = True, proposal: bool = True) -> None:
-        """Rebuild what changed and schedule a repaint; a view the layout hides catches up when shown."""
+        """Rebuild what changed and schedule a repaint; a view the layout hides catches up when shown.
+        When only the proposal changed, only where it and the texts were or are now is repainted."""
         vol = self.session.volume
         if vol is None:
             return
@@ -223,6 +224,8 @@ class SliceView(QWidget):
         self._stale = {}
         geom = self.geometry()
         cv = self.canvas
+        same_slice = (cv.shape, cv.spacing) == (tuple(geom.shape), tuple(geom.pixel_spacing))
+        before = cv.proposal_region() if same_slice and not (scan or labels) else None
         cv.set_slice_shape(geom.shape, geom.pixel_spacing)
         if scan:
             cv.scan_image = self.renderer.scan_image(geom.orientation, geom.index)
@@ -241,10 +244,14 @@ class SliceView(QWidget):
                     cv.label_image = render.label_qimage(geom.take(self.session.labelmap.array), lut)
         if proposal or scan:
             self._refresh_proposal(geom)
+        letters = cv.letters
         cv.letters = geom.edge_letters
         cv.corner_text = self._corner_text(geom)
         cv.show_hint = not any(self.session.counts.values()) and self.session.proposal is None
-        cv.update()
+        if before is not None and letters == cv.letters:
+            cv.update(before | cv.proposal_region())
+        else:
+            cv.update()
 
     def showEvent(self, event) -> None:  # noqa: N802 (Qt API)
         if self._stale:
@@ -262,10 +269,15 @@ class SliceView(QWidget):
         if p is None:
             return
         mask = p.mask_on(self.session.volume, geom.orientation, geom.index)
-        if mask is not None:  # hatched, with a dashed outline: no label looks like this
+        bounds = None if mask is None else render.mask_bounds(mask)
+        if bounds is not None:  # hatched, with a dashed outline: no label looks like this
             period = max(4, int(round(max(mask.shape) / 80)))
-            cv.proposal_image = render.hatch_qimage(mask, PROPOSAL_COLOR, period=period, width=max(1, period // 3))
-            cv.proposal_outline = render.mask_outline(mask)
+            r0, r1, c0, c1 = bounds  # only the mask's own box is built and drawn
+            crop = mask[r0:r1, c0:c1]
+            cv.proposal_image = render.hatch_qimage(crop, PROPOSAL_COLOR, period=period, width=max(1, period // 3),
+                                                    phase=r0 + c0)
+            cv.proposal_at = (c0, r0)
+            cv.proposal_outline = render.mask_outline(crop, at=(c0, r0))
         if not p.is_3d and p.record.orientation == geom.orientation and p.record.index == geom.index:
             cv.proposal_prompt = p.record.prompt
 
