@@ -83,15 +83,6 @@ def hatch_qimage(mask: np.ndarray, color: tuple[int, int, int], period: int = 6,
     return argb_qimage(np.where(m & stripes, word, np.uint32(0)).astype(np.uint32))
 
 
-def mask_bounds(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    """``(row0, row1, col0, col1)`` (exclusive ends) of a bool mask's pixels, or None."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(mask[rows[0]:rows[-1] + 1].any(axis=0))
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-
-
 def mask_outline(mask: np.ndarray, at: tuple[int, int] = (0, 0)) -> QPainterPath:
     """Outer and hole contours of a bool mask as one path in image coordinates (through the
     centres of the edge pixels), built once per proposal rather than on every paint; ``at``:

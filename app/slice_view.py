@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSlider, QVBoxLayo
 
 from medplib_core.analysis.brush import limit_to_range
 from medplib_core.annotation import PROPOSAL_COLOR
+from medplib_core.engines.prompts import mask_box
 from medplib_core.session.proposal import plane_view
 from medplib_core.slicing import ORIENTATIONS, available_orientations, n_slices, slice_geometry
 
@@ -269,11 +270,11 @@ class SliceView(QWidget):
         if p is None:
             return
         mask = p.mask_on(self.session.volume, geom.orientation, geom.index)
-        bounds = None if mask is None else render.mask_bounds(mask)
-        if bounds is not None:  # hatched, with a dashed outline: no label looks like this
+        box = None if mask is None else mask_box(mask)
+        if box is not None:  # hatched, with a dashed outline: no label looks like this
             period = max(4, int(round(max(mask.shape) / 80)))
-            r0, r1, c0, c1 = bounds  # only the mask's own box is built and drawn
-            crop = mask[r0:r1, c0:c1]
+            c0, r0 = int(box[0]), int(box[1])  # only the mask's own box is built and drawn
+            crop = mask[r0:int(box[3]) + 1, c0:int(box[2]) + 1]
             cv.proposal_image = render.hatch_qimage(crop, PROPOSAL_COLOR, period=period, width=max(1, period // 3),
                                                     phase=r0 + c0)
             cv.proposal_at = (c0, r0)
