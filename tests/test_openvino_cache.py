@@ -66,3 +66,16 @@ def test_f32_then_bf16_of_one_model_in_one_process(tmp_path):
     assert res["same_after_cache"], res
     # one cache folder per precision, both written
     assert sorted(p.name for p in (tmp_path / "cache" / "encoders" / "openvino").iterdir()) == ["bf16", "f32"]
+
+
+def test_the_old_one_folder_cache_is_cleared(tmp_path, monkeypatch):
+    from medplib_core.engines.accel import openvino_cache
+
+    monkeypatch.setenv("MEDPLIB_CACHE_DIR", str(tmp_path))
+    root = tmp_path / "encoders" / "openvino"
+    root.mkdir(parents=True)
+    (root / "3325102123981531486.blob").write_bytes(b"a model compiled before the per-precision folders")
+    assert openvino_cache("bf16") == str(root / "bf16")
+    assert sorted(p.name for p in root.iterdir()) == ["bf16"]
+    (root / "bf16" / "1.blob").write_bytes(b"kept")
+    assert openvino_cache("f32") == str(root / "f32") and (root / "bf16" / "1.blob").is_file()

@@ -101,10 +101,18 @@ def openvino_cache(precision: str) -> str:
     OpenVINO 2026.4 on a CPU with AMX crashed (a segfault at the first inference) when one
     process compiled a model in f32 and then in bf16 with the same cache folder; with a folder
     per precision both run. The app compiles one precision, but the model-folder build, the
-    backend checks and the benchmarks compile both.
+    backend checks and the benchmarks compile both. Blobs of the earlier one-folder layout are
+    removed when a precision's folder is first made (one of them was such a crashing model).
     """
-    d = cache_dir() / "openvino" / precision
-    d.mkdir(parents=True, exist_ok=True)
+    root = cache_dir() / "openvino"
+    d = root / precision
+    if not d.is_dir():
+        d.mkdir(parents=True, exist_ok=True)
+        for old in root.glob("*.blob"):  # the one-folder layout's models: never read again
+            try:
+                old.unlink()
+            except OSError:  # in use elsewhere (Windows) or gone already
+                pass
     return str(d)
 
 
