@@ -102,6 +102,7 @@ def rasterize_polygon(polygon: Sequence[Sequence[float]], shape: tuple[int, int]
 
 def mask_box(mask: np.ndarray) -> Box | None:
     """Tight inclusive box of a mask, or None when it is empty."""
+    mask = np.asarray(mask)
     rows = np.flatnonzero(mask.any(axis=1))  # two reductions: a fraction of np.nonzero's cost
     if rows.size == 0:
         return None
