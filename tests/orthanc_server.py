@@ -13,6 +13,7 @@ import glob
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -42,6 +43,16 @@ def find_dicomweb_plugin() -> str | None:
             if os.path.isfile(path):
                 return path
     return None
+
+
+def _end_with_parent() -> None:
+    """In the child before exec (Linux): SIGTERM when the test process dies, even by a crash."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the fixture's stop() is all there is
+        pass
 
 
 def free_port() -> int:
@@ -98,7 +109,7 @@ class OrthancServer:
             log = open(self.log_path, "ab")
             self.proc = subprocess.Popen([self.binary, f"--logdir={self.folder}", str(cfg)],
                                          stdout=log, stderr=subprocess.STDOUT, cwd=self.folder,
-                                         start_new_session=True)
+                                         start_new_session=True, preexec_fn=_end_with_parent)
             log.close()
             if self._wait_ready(timeout):
                 return self

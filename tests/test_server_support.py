@@ -37,7 +37,7 @@ class ServerProcess:
 
     def start(self) -> "ServerProcess":
         env = dict(os.environ, PYTHONPATH=str(REPO), MEDPLIB_SERVER_TOKEN=self.token,
-                   PYTHONUNBUFFERED="1")
+                   PYTHONUNBUFFERED="1", MEDPLIB_ENGINE_PARENT_PID=str(os.getpid()))  # ends with the tests
         cmd = [sys.executable, "-m", "medplib_core.cli.main", "serve", "--port", str(self.port), *self.args]
         self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=self.log,
                                      text=True)
