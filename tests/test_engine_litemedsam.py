@@ -96,7 +96,7 @@ def test_a_zoomed_box_does_not_hash_the_slice_again(engine, ct_small, monkeypatc
     from medplib_core.engines import litemedsam
     from medplib_core.engines.litemedsam_preprocess import make_frame
 
-    image, body = ct_small
+    image = ct_small[0]
     s = engine.encode(image)
     box = (40.0, 40.0, 52.0, 50.0)  # 13 px on a 128 px slice: the crop-and-zoom path
     first = s.predict(Prompt(box=box))

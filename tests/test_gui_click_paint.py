@@ -60,7 +60,7 @@ class SlowEngine(ThresholdEngine):
         return super().is_cached(image)
 
 
-def test_a_click_repaints_its_marker_only_and_the_answer_the_canvas(qtbot, make_window, tmp_path):
+def test_a_click_repaints_its_marker_only_and_the_answer_its_area(qtbot, make_window, tmp_path):
     eng = SlowEngine()
     w = make_window(engine=lambda: eng, scan=stacked_ct(tmp_path / "ct.nii.gz", n=8))
     view = w.viewer.active
