@@ -242,7 +242,6 @@ def main(argv=None) -> int:
                               print_encoder_table, run_encoders)
 
     print(machine_line())
-    os.environ.setdefault("MEDPLIB_INT8_BUILD", "0")  # no background quantisation while timing
     if args.build_int8:
         from medplib_core.engines.fast_encoder import make_encoder
         from medplib_core.engines.litemedsam_model import build_network, file_sha256, weights_path

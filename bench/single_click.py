@@ -20,7 +20,6 @@ AVX-512 as bench/segmentation.py does.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections import defaultdict
@@ -144,7 +143,6 @@ def main(argv=None) -> int:
     stop = checked_or_rerun(args, __file__, argv)
     if stop is not None:
         return stop
-    os.environ.setdefault("MEDPLIB_INT8_BUILD", "0")  # no background quantisation while timing
     return run(args)
 
 

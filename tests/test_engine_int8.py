@@ -115,6 +115,20 @@ def test_background_build_starts_at_most_once(tmp_path, monkeypatch):
     assert int8_encoder.start_background_build(SHA) is None
 
 
+def test_a_new_recipe_removes_the_int8_models_of_old_ones(tmp_path, monkeypatch):
+    """A rebuilt model (new recipe or library: a new key) deletes the files of the old keys, and
+    only int8 model files: the float export and the verdicts stay."""
+    monkeypatch.setenv("MEDPLIB_CACHE_DIR", str(tmp_path))
+    current = int8_encoder.model_path(SHA)
+    folder = current.parent
+    for name in ("lite_medsam_encoder_int8_0123456789abcdef.xml", "lite_medsam_encoder_int8_0123456789abcdef.bin",
+                 current.name, current.with_suffix(".bin").name, "lite_medsam_encoder_x_op17.onnx", "verified.json"):
+        (folder / name).write_text("x")
+    int8_encoder.remove_stale_models(current)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [current.name, current.with_suffix(".bin").name, "lite_medsam_encoder_x_op17.onnx", "verified.json"])
+
+
 ZEN3 = "processor\t: 0\nflags\t\t: fpu sse sse2 ssse3 fma sse4_1 sse4_2 avx f16c avx2 bmi2 sha_ni vaes vpclmulqdq\n"
 ZEN4 = ("processor\t: 0\nflags\t\t: fpu sse2 avx avx2 avx512f avx512dq avx512_bf16 avx512vl avx512_vnni"
         " avx512_bitalg\n")
@@ -134,10 +148,10 @@ def test_int8_is_built_only_where_the_cpu_has_int8_dot_products(monkeypatch):
     assert int8_encoder.dot_product_instructions("model name : unknown\n") is None
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # an older CPU emulated: as it would be
     assert int8_encoder.dot_product_instructions(ZEN4) is False
+    monkeypatch.setenv("MEDPLIB_INT8_BUILD", "1")
     assert not int8_encoder.worth_building()
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
     here = int8_encoder.dot_product_instructions()
-    monkeypatch.setenv("MEDPLIB_INT8_BUILD", "1")
     monkeypatch.setenv("MEDPLIB_ENCODER_PRECISION", "f32")  # the float encoder in fp32: int8 may pay
     assert int8_encoder.worth_building() is (here is not False)
     monkeypatch.delenv("MEDPLIB_ENCODER_PRECISION")  # the float encoder as the CPU has it
@@ -145,3 +159,21 @@ def test_int8_is_built_only_where_the_cpu_has_int8_dot_products(monkeypatch):
     assert int8_encoder.worth_building() is (here is not False and not native_bf16)
     monkeypatch.setenv("MEDPLIB_INT8_BUILD", "0")
     assert not int8_encoder.worth_building()
+    monkeypatch.delenv("MEDPLIB_INT8_BUILD")  # opt-in: off unless asked for
+    assert not int8_encoder.worth_building()
+
+
+@pytest.mark.slow
+def test_auto_leaves_a_checked_int8_model_unused_unless_opted_in(int8_engine, monkeypatch):
+    """The fixture built and checked the real model; ``auto`` still picks the float encoder
+    (int8 changed 3D propagation where it was faster) until ``MEDPLIB_INT8_BUILD=1``."""
+    from medplib_core.engines.fast_encoder import make_encoder
+
+    net = int8_engine.net
+    monkeypatch.delenv("MEDPLIB_ENCODER", raising=False)
+    monkeypatch.delenv("MEDPLIB_ENCODER_PRECISION", raising=False)
+    monkeypatch.delenv("MEDPLIB_INT8_BUILD", raising=False)
+    assert not make_encoder(net.image_encoder, int8_engine._sha).name.startswith("openvino-int8")
+    monkeypatch.setenv("MEDPLIB_INT8_BUILD", "1")
+    picked = make_encoder(net.image_encoder, int8_engine._sha).name
+    assert picked.startswith("openvino-int8") is (int8_encoder.remembered_choice(int8_engine._sha) == "int8")

@@ -247,7 +247,7 @@ def make_encoder(
         return eager
     if name == "auto":
         candidates = [("openvino", "auto"), ("onnxruntime", "f32")]
-        choice = int8_encoder.remembered_choice(weights_sha256)
+        choice = int8_encoder.remembered_choice(weights_sha256) if int8_encoder.enabled() else "float"
         if choice == "int8":
             candidates.insert(0, ("openvino", "int8"))
         elif choice is None and int8_encoder.worth_building():
