@@ -7,7 +7,7 @@ cd "$here"
 export QT_QPA_PLATFORM="${QT_QPA_PLATFORM:-offscreen}"
 export PYTHONDONTWRITEBYTECODE=1
 set +e
-"$venv/bin/python" -m pytest -p no:cacheprovider --timeout=900 "$@"
+"$venv/bin/python" -m pytest -p no:cacheprovider --timeout=900 --durations=15 "$@"  # the slowest tests: CI stays under 30 min
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then
