@@ -23,14 +23,13 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .accel import (OPSET, backend_version, cache_dir, export_onnx_once, openvino_compile,
-                    remembered_check)
+from .accel import (MAX_REL_ERROR, OPSET, backend_version, cache_dir, export_onnx_once,
+                    openvino_compile, remembered_check)
 from .litemedsam_model import EMBED_SHAPE, MODEL_INPUT
 from .scheduling import EncodeInterrupted
 from ..threads import inference_threads
 
 log = logging.getLogger(__name__)
-MAX_REL_ERROR = 0.06  # mean |fast - eager| / mean |eager| accepted on the probe image
 
 
 class Encoder:

@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .accel import backend_version, cache_dir, openvino_precision, temp_path
+from .accel import MAX_REL_ERROR, backend_version, cache_dir, openvino_precision, temp_path
 from .registry_images import fingerprint, registry_image_paths, registry_images
 
 log = logging.getLogger(__name__)
@@ -212,7 +212,6 @@ def remove_stale_models(current: Path) -> None:
 CHECK_BOXES = ((64, 64, 192, 192), (32, 80, 112, 176), (140, 40, 230, 130), (90, 150, 170, 230))
 MIN_MEAN_DICE = 0.97  # mean mask agreement with eager PyTorch on the check inputs
 MIN_DICE = 0.85  # on every check box
-MAX_REL_ERROR = 0.06  # median relative embedding error: the float backends' bound (fast_encoder)
 FASTER = 0.9  # int8 is chosen when it needs at most this fraction of the float encoder's CPU time
 
 
