@@ -96,15 +96,9 @@ def _centrality(mask: np.ndarray, x: int, y: int) -> float:
     return float(d[y, x] / max(float(d.max()), 1e-6))
 
 
-def click_mask(session, points: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, float, str]:
-    """Mask from clicks without a box (the first positive click drives the extent estimate).
-
-    Candidates are ranked by the model's IoU prediction, plus their agreement with the other
-    candidates (a real object keeps its mask when the box around it changes size), plus how
-    central the click lies in the mask (people click inside, usually near the middle).
-    """
-    pos = points[labels == 1]
-    x, y = float(pos[0][0]), float(pos[0][1])
+def decode_candidates(session, x: float, y: float):
+    """The click's candidate boxes decoded in one batch against the cached whole-slice embedding:
+    ``(logits, predicted IoU, masks at model resolution, the click at model resolution)``."""
     cands = extent_candidates(session.image, x, y)
     frame = session.frame
     within = (min(b[0] for b in cands), min(b[1] for b in cands), max(b[2] for b in cands),
@@ -114,10 +108,22 @@ def click_mask(session, points: np.ndarray, labels: np.ndarray) -> tuple[np.ndar
     h256, w256 = frame.size
     masks = [lg[:h256, :w256] > 0 for lg in logits]  # judged at model resolution (fast)
     mx, my = np.clip(np.round(frame.to_model(np.array([x, y]))).astype(int), 0, [w256 - 1, h256 - 1])
+    return logits, pred, masks, (int(mx), int(my))
+
+
+def click_mask(session, points: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, float, str]:
+    """Mask from clicks without a box (the first positive click drives the extent estimate).
+
+    Candidates are ranked by the model's IoU prediction, plus their agreement with the other
+    candidates (a real object keeps its mask when the box around it changes size), plus how
+    central the click lies in the mask (people click inside, usually near the middle).
+    """
+    pos = points[labels == 1]
+    logits, pred, masks, (mx, my) = decode_candidates(session, float(pos[0][0]), float(pos[0][1]))
     ok = np.array([m[my, mx] for m in masks])
     if not ok.any():
         return np.zeros(session.image_shape, bool), 0.0, "click"
     cen = np.array([_centrality(m, mx, my) for m in masks])
     score = np.where(ok, pred[:, 0] + _consensus(masks, ok) + 0.5 * cen, -np.inf)
     i = int(np.argmax(score))
-    return frame.logits_to_image(logits[i]) > 0, float(pred[i, 0]), "click-whole"
+    return session.frame.logits_to_image(logits[i]) > 0, float(pred[i, 0]), "click-whole"
