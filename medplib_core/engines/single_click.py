@@ -22,9 +22,10 @@ by their box, other ranking weights and averaging the agreeing masks all gained 
 both halves (at most +0.004); the per-candidate cost fell instead (`fast_decoder`, v3).
 The ranking, not the candidates, is what holds the Dice back: the best of these four would
 give 0.821 (of eleven boxes, flood fills at four tolerances and seven squares: 0.861), the
-ranking picks 0.753. Adding SAM's stability score, the gradient along the mask's border, the
-contrast between the mask and a ring around it, or how much of the box edge the mask covers
-moved the two halves in opposite directions or by less than 0.01 (bf16 on a Zen 4, 2026-12-03).
+ranking picks 0.753-0.758 (`bench/single_click.py` prints both). Adding SAM's stability
+score, the gradient along the mask's border, the contrast between the mask and a ring around
+it, or how much of the box edge the mask covers moved the two halves in opposite directions
+or by less than 0.01 (bf16 on a Zen 4, 2026-12-03).
 """
 
 from __future__ import annotations
