@@ -121,18 +121,43 @@ def test_engine_decoder_backend_agrees_with_eager(engine_decoder_pair):
 
 
 def test_engine_decoder_runs_at_the_preferred_precision(engine_decoder_pair):
-    """The graph compiles in bf16 where the CPU has it (a failed bf16 compile falls back to
-    fp32 silently: an earlier folded graph did, for want of a constant channel count)."""
+    """The graph compiles in the precision `decoder_precision` names for this CPU (a failed bf16
+    compile falls back to fp32 silently: an earlier folded graph did, for want of a constant
+    channel count)."""
     fast, _, _ = engine_decoder_pair
     if fast.name.startswith("torch"):
         pytest.skip("no accelerated decoder backend on this machine (eager is in use)")
     import os
 
-    from medplib_core.engines.accel import openvino_precision
+    from medplib_core.engines.fast_decoder import decoder_precision
 
     if os.environ.get("ONEDNN_MAX_CPU_ISA"):
         pytest.skip("oneDNN is limited by ONEDNN_MAX_CPU_ISA: OpenVINO still announces the CPU's bf16")
-    assert fast.name == f"openvino-{openvino_precision('MEDPLIB_DECODER_PRECISION')}"
+    assert fast.name == f"openvino-{decoder_precision()}"
+
+
+ZEN4 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 avx512f avx512_bf16 avx512vl avx512_vnni\n"
+SAPPHIRE_RAPIDS = ("processor\t: 0\nflags\t\t: fpu sse2 avx avx2 avx512f avx512_bf16 avx512_vnni amx_bf16"
+                   " amx_tile amx_int8\n")
+
+
+def test_decoder_runs_bf16_only_with_matrix_units(monkeypatch):
+    """Lines as /proc/cpuinfo writes them: with native bf16 the decoder runs bf16 where AMX is
+    there (or the system does not say), the split fp32 graph on a Zen 4; the variable wins."""
+    import medplib_core.engines.fast_decoder as fd
+
+    monkeypatch.delenv("MEDPLIB_DECODER_PRECISION", raising=False)
+    monkeypatch.setattr(fd, "openvino_precision", lambda env, precision=None: "f32" if precision == "f32" else "bf16")
+    assert fd.decoder_precision(cpuinfo=ZEN4) == "f32"
+    assert fd.decoder_precision(cpuinfo=SAPPHIRE_RAPIDS) == "bf16"
+    assert fd.decoder_precision(cpuinfo="model name : unknown\n") == "bf16"
+    assert fd.decoder_precision("bf16", cpuinfo=ZEN4) == "bf16"
+    assert fd.decoder_precision("f32", cpuinfo=SAPPHIRE_RAPIDS) == "f32"
+    monkeypatch.setenv("MEDPLIB_DECODER_PRECISION", "bf16")
+    assert fd.decoder_precision(cpuinfo=ZEN4) == "bf16"
+    monkeypatch.setattr(fd, "openvino_precision", lambda env, precision=None: "f32")  # no native bf16
+    monkeypatch.delenv("MEDPLIB_DECODER_PRECISION")
+    assert fd.decoder_precision(cpuinfo=SAPPHIRE_RAPIDS) == "f32"
 
 
 def test_folded_graph_only_where_the_decoder_runs_fp32(net, engine_decoder_pair, monkeypatch):

@@ -63,6 +63,21 @@ def export_onnx_once(module, args: tuple, path: Path, min_bytes: int, **options)
     return path
 
 
+def cpu_flags(cpuinfo: str | None = None) -> set[str] | None:
+    """The CPU's feature flags as /proc/cpuinfo names them (``cpuinfo``: its text, read when
+    None); None where the system does not say (not Linux)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return None
+    for line in cpuinfo.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip().lower() in ("flags", "features"):  # x86 / ARM
+            return set(value.split())
+    return None
+
+
 def openvino_precision(precision_env: str, precision: str | None = None) -> str:
     """``bf16`` where the CPU has native bf16 (AVX512-BF16 / AMX), else ``f32``; the environment
     variable ``precision_env`` (or ``precision``) saying ``f32`` keeps fp32."""

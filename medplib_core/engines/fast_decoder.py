@@ -3,7 +3,7 @@
 The prompt encoder stays in PyTorch (it is a handful of small ops); the mask decoder, where a
 prompt's time goes (two-way transformer over 64x64 image tokens, then upscaling), is rewritten
 for one image and many prompts (``DecoderCore``) and runs through OpenVINO with dynamic batch,
-token counts and mask window, in bf16 on CPUs with native bf16. On this project's 2-core dev
+token counts and mask window, in bf16 on CPUs with native bf16 and AMX (`decoder_precision`). On this project's 2-core dev
 machine, one / eight box prompts: original eager 65 / 737 ms, OpenVINO bf16 of the original
 graph 32 / 237 ms, of ``DecoderCore`` 23-30 / 153-180 ms; four prompts with a 30x30-token
 window about 60 ms. In fp32 (CPUs without native bf16) the folded graph (attention without
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .accel import (OPSET, backend_version, cache_dir, export_onnx_once, openvino_compile,
+from .accel import (OPSET, backend_version, cache_dir, cpu_flags, export_onnx_once, openvino_compile,
                     openvino_precision, remembered_check)
 from .fast_encoder import probe_image
 from ..threads import inference_threads
@@ -308,6 +308,23 @@ def _agrees(fast, eager: EagerDecoder, net: torch.nn.Module) -> tuple[bool, dict
     return ok, {"worst_mask_iou": worst_iou, "worst_score_error": worst_score}
 
 
+MATRIX_UNIT_FLAGS = ("amx_bf16",)  # as /proc/cpuinfo names them
+
+
+def decoder_precision(precision: str | None = None, cpuinfo: str | None = None) -> str:
+    """The mask decoder's OpenVINO precision: ``precision`` or ``$MEDPLIB_DECODER_PRECISION``
+    when either names one, else bf16 only where the CPU has native bf16 *and* matrix units (AMX)
+    or does not say. Without AMX the folded fp32 graph, split with its image side cached, is the
+    faster one: on a Zen 4 with AVX512-BF16 (two cores) box -> mask 37 against 42 ms, click ->
+    mask 88 against 99 ms (medians, dev2d, interleaved in one process)."""
+    asked = (precision or os.environ.get("MEDPLIB_DECODER_PRECISION", "") or "auto").lower()
+    native = openvino_precision("MEDPLIB_DECODER_PRECISION", precision or None)
+    if asked != "auto" or native == "f32":
+        return native
+    flags = cpu_flags(cpuinfo)
+    return "bf16" if flags is None or any(f in flags for f in MATRIX_UNIT_FLAGS) else "f32"
+
+
 def make_decoder(net: torch.nn.Module, weights_sha256: str, device: str = "cpu", backend: str = "auto"):
     """The fastest trustworthy mask decoder for this machine (see the module docstring).
 
@@ -322,7 +339,8 @@ def make_decoder(net: torch.nn.Module, weights_sha256: str, device: str = "cpu",
         log.warning("unknown decoder backend %r; using eager PyTorch", backend)
         return eager
     try:
-        fold = openvino_precision("MEDPLIB_DECODER_PRECISION", precision or None) == "f32"
+        precision = decoder_precision(precision or None)
+        fold = precision == "f32"
         from .split_decoder import SplitOpenVinoDecoder, export_split_onnx
 
         def folded():  # in two graphs: the image side is computed once per embedding
@@ -333,7 +351,7 @@ def make_decoder(net: torch.nn.Module, weights_sha256: str, device: str = "cpu",
             graph, fast = folded()
         else:
             graph = DecoderCore(net, fold=False).eval()
-            fast = OpenVinoDecoder(export_decoder_onnx(graph, weights_sha256), inference_threads(), precision or None)
+            fast = OpenVinoDecoder(export_decoder_onnx(graph, weights_sha256), inference_threads(), precision)
             if fast.name.endswith("f32"):  # bf16 announced but its kernels failed
                 graph, fast = folded()
         fast.core_version = graph.version

@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .accel import MAX_REL_ERROR, backend_version, cache_dir, openvino_precision, temp_path
+from .accel import MAX_REL_ERROR, backend_version, cache_dir, cpu_flags, openvino_precision, temp_path
 from .registry_images import fingerprint, registry_image_paths, registry_images
 
 log = logging.getLogger(__name__)
@@ -80,16 +80,8 @@ def dot_product_instructions(cpuinfo: str | None = None) -> bool | None:
     /proc/cpuinfo, read when None); None where the system does not say (not Linux)."""
     if os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() in OLD_ISAS:
         return False
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
-        except OSError:
-            return None
-    for line in cpuinfo.splitlines():
-        name, _, value = line.partition(":")
-        if name.strip().lower() in ("flags", "features"):  # x86 / ARM
-            return any(f in value.split() for f in DOT_PRODUCT_FLAGS)
-    return None
+    flags = cpu_flags(cpuinfo)
+    return None if flags is None else any(f in flags for f in DOT_PRODUCT_FLAGS)
 
 
 def enabled() -> bool:
