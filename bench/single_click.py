@@ -13,9 +13,9 @@ computed once per embedding and cached; ``auto`` uses this where the decoder run
 through OpenVINO at the precision ``auto`` picked. Printed per variant: click -> mask median, 90th percentile and CPU time per click
 (``time.process_time``, all threads; other load on a shared machine does not inflate it), the
 ratios against the first variant, box -> mask median, and single-click Dice over all rows, per
-modality and for the two halves (even / odd rows), and below them the *oracle*: the Dice of the
-best of the click's candidate masks that hold the click (what a perfect ranking would reach with
-today's candidates). ``--max-isa AVX2`` emulates a CPU without AVX-512 as bench/segmentation.py does.
+modality and for the two halves (even / odd rows), and below them the *oracles*: the Dice of the
+best of the click's candidate masks that hold the click (what a perfect ranking would reach), of
+the first look and of both looks (`single_click`). ``--max-isa AVX2`` emulates a CPU without AVX-512 as bench/segmentation.py does.
 """
 
 from __future__ import annotations
@@ -100,9 +100,10 @@ def run(args) -> int:
                     for key in ("ALL", r["modality"], half):
                         dices[name][key].append(dice(res.mask, gt))
         engine.decoder.backend = own
-        best = oracle_dice(s, click.points[0], gt)
+        first, both = oracle_dice(s, click.points[0], gt)
         for key in ("ALL", r["modality"], "half A" if i % 2 == 0 else "half B"):
-            dices[ORACLE][key].append(best)
+            dices[ORACLE][key].append(first)
+            dices[ORACLE_BOTH][key].append(both)
         if args.verbose:
             print(f"[{i + 1}/{len(rows)}] {r['modality']} {r['target']}", flush=True)
     engine.decoder.backend = own
@@ -114,17 +115,24 @@ def run(args) -> int:
     return 0
 
 
-ORACLE = "oracle: the best candidate holding the click"
+ORACLE = "oracle: the best first-look candidate holding the click"
+ORACLE_BOTH = "oracle: the best of both looks"
 
 
-def oracle_dice(session, point, gt: np.ndarray) -> float:
-    """Dice of the best of the click's candidate masks that contain the click (0 if none does)."""
+def oracle_dice(session, point, gt: np.ndarray) -> tuple[float, float]:
+    """Dice of the best of the click's candidate masks that contain the click (0 if none does),
+    of the first look and of both looks."""
     from medplib_core.engines.prompts import dice
-    from medplib_core.engines.single_click import decode_candidates
+    from medplib_core.engines.single_click import decode_candidates, extent_candidates, second_look
 
-    logits, _, masks, (mx, my) = decode_candidates(session, float(point[0]), float(point[1]))
-    return max((dice(session.frame.logits_to_image(lg) > 0, gt) for lg, m in zip(logits, masks) if m[my, mx]),
-               default=0.0)
+    x, y = float(point[0]), float(point[1])
+    first = extent_candidates(session.image, x, y)
+    out = []
+    for boxes in (first, first + second_look(session.image, x, y, first)):
+        logits, _, masks, (mx, my) = decode_candidates(session, x, y, boxes)
+        out.append(max((dice(session.frame.logits_to_image(lg) > 0, gt) for lg, m in zip(logits, masks)
+                        if m[my, mx]), default=0.0))
+    return out[0], out[1]
 
 
 def print_table(variants, click_t, click_cpu, box_t, dices, n_rows: int, reps: int) -> None:
@@ -144,7 +152,7 @@ def print_table(variants, click_t, click_cpu, box_t, dices, n_rows: int, reps: i
     print(f"\nsingle-click Dice (rows per column: {', '.join(f'{k} {len(dices[first][k])}' for k in cols)})")
     print("| decoder variant | " + " | ".join(cols) + " |")
     print("|---|" + "---|" * len(cols))
-    for name in list(variants) + [ORACLE]:
+    for name in list(variants) + [ORACLE, ORACLE_BOTH]:
         print(f"| {name} | " + " | ".join(f"{np.mean(dices[name][k]):.3f}" for k in cols) + " |")
 
 

@@ -73,6 +73,46 @@ def test_single_click_on_real_slices(engine, shared_data, target, part):
     assert dice(res.mask, gt) >= 0.85
 
 
+@pytest.mark.shared_data
+def test_single_click_looks_again_when_the_model_is_unsure(engine, shared_data, monkeypatch):
+    """With the opt-in second look, a click the model is unsure of is decoded again from more
+    boxes. On a CT slice's left hip the bf16 encoder's first look picks a square that takes the
+    pelvis (Dice 0.10, the model unsure); the second look finds the hip (0.89). With fp32 the
+    first look already finds it (0.87; the model is unsure still) and the second keeps it."""
+    from medplib_core.engines import single_click
+
+    img, gt, _ = _dev2d_case(shared_data, "hip_left_000", "sammed2d_s0619_32")
+    x, y = interior_point(gt)
+    s = engine.encode(img)
+    click = Prompt(points=[(x, y)], point_labels=[1])
+    first_only = s.predict(click).mask
+    first = single_click.extent_candidates(s.image, x, y)
+    _, pred, masks, (mx, my) = single_click.decode_candidates(s, x, y, first)
+    unsure = pred[int(np.argmax(single_click.rank(s, pred, masks, mx, my))), 0] < single_click.UNSURE
+    looks = []
+    original = single_click.second_look
+    monkeypatch.setattr(single_click, "second_look", lambda *a: looks.append(1) or original(*a))
+    monkeypatch.setattr(engine.settings, "click_second_look", True)
+    res = s.predict(click)
+    assert len(looks) == int(unsure)
+    assert dice(res.mask, gt) >= max(0.8, dice(first_only, gt))
+
+
+def test_embedding_contrast_prefers_the_object_to_a_shifted_copy(engine, ct_small):
+    """The body on pydicom's CT slice stands out from its surroundings in the image embedding;
+    the same mask moved by a fifth of its width (half over air) stands out less."""
+    from medplib_core.engines.single_click import embedding_contrast
+
+    image, body = ct_small
+    s = engine.encode(image)
+    h, w = s.frame.size
+    body256 = cv2.resize(body.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+    x0, _, x1, _ = mask_box(body256)
+    shifted = np.roll(body256, int((x1 - x0) / 5), axis=1)
+    own, moved = embedding_contrast(s.embedding, [body256, shifted], s.frame.size)
+    assert own > moved > 0
+
+
 def test_decoder_backend_follows_environment(monkeypatch):
     from medplib_core.engines.litemedsam import LiteMedSAMEngine
 

@@ -3,29 +3,34 @@
 LiteMedSAM was trained with boxes, so a click alone is ambiguous. We estimate the object's
 extent locally and let the model judge:
 
-1. candidate boxes: a flood fill of the (smoothed) displayed slice from the click, plus squares
+1. the first look: a flood fill of the (smoothed) displayed slice from the click, plus squares
    of three sizes centred on the click;
 2. the candidates are decoded in one batch against the cached whole-slice embedding, mask
    logits only inside the candidates' union (the click itself is not fed to the model:
    LiteMedSAM's point prompts measured worse); masks that miss the click are dropped, the rest
-   ranked by predicted IoU, agreement between them and how central the click is in the mask.
+   ranked by predicted IoU, agreement between them, how central the click is in the mask, and
+   how unlike its surroundings the mask is in the image embedding (`embedding_contrast`);
+3. opt-in (the engine's ``click_second_look``): when the model's IoU estimate for the pick is
+   below `UNSURE` (about half the clicks on dev2d), a second look adds flood fills at three
+   finer tolerances and four more square sizes, and all candidates are ranked again.
 
-Every candidate costs a decoder pass over all 64x64 image tokens (about 15-19 ms in bf16 on two
-cores), so the set is kept to four. On dev2d (bench/segmentation.py, two cores) the earlier
-eight (flood fills at tolerances 6/12/20/32, squares 0.05-0.35) gave single-click Dice 0.754 in
-150 ms with the same decoder; these four give 0.753 in 89 ms median. Re-decoding the winner's
-own box (0.737) or fewer candidates (three: at most 0.732) measured worse. Re-checked on all of
-dev2d under AVX2 (fp32, 0.758 for these four): every fixed set of two or three candidates from
-a flood fill and eight square sizes, early exit when two candidates agree (they rarely do),
-the multimask outputs, the click as a point prompt next to the box, penalties for masks cut
-by their box, other ranking weights and averaging the agreeing masks all gained nothing on
-both halves (at most +0.004); the per-candidate cost fell instead (`fast_decoder`, v3).
-The ranking, not the candidates, is what holds the Dice back: the best of these four would
-give 0.821 (of eleven boxes, flood fills at four tolerances and seven squares: 0.861), the
-ranking picks 0.753-0.758 (`bench/single_click.py` prints both). Adding SAM's stability
-score, the gradient along the mask's border, the contrast between the mask and a ring around
-it, or how much of the box edge the mask covers moved the two halves in opposite directions
-or by less than 0.01 (bf16 on a Zen 4, 2026-12-03).
+Every candidate costs a decoder pass over all 64x64 image tokens (11-19 ms on two cores), so
+the first look is kept to four. The ranking, not the candidates, held the Dice back: the best of
+the first four would give 0.821 and the best of all eleven 0.861, while predicted IoU, agreement
+and centrality picked 0.753 of four (0.770 of eleven). SAM's stability score, the gradient along
+the mask's border, the grey-level contrast with a ring around the mask and how much of the box
+edge the mask covers moved the two halves of dev2d in opposite directions or by less than 0.01.
+The contrast in the image embedding (the mask's mean token against a ring two tokens wide) is
+the first signal that held on both halves, for ring widths of one to four tokens and with fp32
+and bf16 embeddings: 0.758 -> 0.764 with the fp32 encoder (halves 0.789 / 0.726 -> 0.789 /
+0.739), 0.758 -> 0.767 with bf16 (0.796 / 0.719 -> 0.793 / 0.740). The second look raises it to 0.766 (fp32) and 0.782 (bf16)
+but costs 45 % of the clicks a second batch: click -> mask 92-102 ms median and 220-250 ms at
+the 90th percentile in the benchmark against 72-78 / 89-96 ms, and in the window (bench/gui.py,
+CT 512^2) 122-156 ms against 78-80 ms, past the 100 ms a click may take; hence opt-in.
+(bench/segmentation.py prints both rows; Zen 4, two cores, 2026-12-03.) Earlier measurements that
+still hold: re-decoding the winner's own box (0.737), three candidates (at most 0.732), early
+exit when two candidates agree (they rarely do), the multimask outputs, the click as a point
+prompt next to the box and averaging the agreeing masks gained nothing.
 """
 
 from __future__ import annotations
@@ -37,10 +42,15 @@ from .prompts import Box, expand_box, iou, mask_box
 
 TOLERANCES = (32,)  # grey levels of the displayed (windowed) slice
 SQUARES = (0.1, 0.2, 0.35)  # side as a fraction of the slice's longest side
+MORE_TOLERANCES = (6, 12, 20)  # the second look, when the model is unsure of the first
+MORE_SQUARES = (0.05, 0.15, 0.25, 0.5)
+UNSURE = 0.88  # the model's IoU estimate for the first look's pick below this: look again
+CONTRAST = 0.5  # weight of the mask's contrast with its surroundings in the image embedding
 MAX_AREA = 0.6  # flood fills larger than this fraction of the slice are leaks
 
 
-def extent_candidates(image: np.ndarray, x: float, y: float) -> list[Box]:
+def extent_candidates(image: np.ndarray, x: float, y: float, tolerances=TOLERANCES,
+                      squares=SQUARES) -> list[Box]:
     """Candidate boxes around a click from region growing and fixed scales."""
     h, w = image.shape[:2]
     xi, yi = int(round(min(max(x, 0), w - 1))), int(round(min(max(y, 0), h - 1)))
@@ -48,7 +58,7 @@ def extent_candidates(image: np.ndarray, x: float, y: float) -> list[Box]:
     smooth = cv2.GaussianBlur(image, (0, 0), sigma)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
     boxes: list[Box] = []
-    for tol in TOLERANCES:
+    for tol in tolerances:
         ff = np.zeros((h + 2, w + 2), np.uint8)
         diff = (tol,) * 3
         flags = 4 | cv2.FLOODFILL_FIXED_RANGE | cv2.FLOODFILL_MASK_ONLY | (1 << 8)
@@ -64,7 +74,7 @@ def extent_candidates(image: np.ndarray, x: float, y: float) -> list[Box]:
         if box is not None:
             boxes.append(expand_box(box, 0.05, (h, w), min_pad=1.0))
     side = max(h, w)
-    for f in SQUARES:
+    for f in squares:
         r = max(4.0, f * side / 2.0)
         boxes.append((max(0.0, x - r), max(0.0, y - r), min(w - 1.0, x + r), min(h - 1.0, y + r)))
     return _dedupe(boxes)
@@ -97,10 +107,37 @@ def _centrality(mask: np.ndarray, x: int, y: int) -> float:
     return float(d[y, x] / max(float(d.max()), 1e-6))
 
 
-def decode_candidates(session, x: float, y: float):
-    """The click's candidate boxes decoded in one batch against the cached whole-slice embedding:
-    ``(logits, predicted IoU, masks at model resolution, the click at model resolution)``."""
-    cands = extent_candidates(session.image, x, y)
+def embedding_contrast(embedding: np.ndarray, masks: list[np.ndarray], size: tuple[int, int]) -> np.ndarray:
+    """How unlike its surroundings each mask is in the image embedding: one minus the cosine
+    between the mean (unit) token inside the mask and the mean token of a ring two tokens wide
+    around it, within the image. Masks at model resolution (``size`` of the 256x256 input)."""
+    emb = np.asarray(embedding, np.float32).reshape(-1, *np.shape(embedding)[-2:])  # (C, 64, 64)
+    grid = emb.shape[-1]
+    unit = emb / (np.linalg.norm(emb, axis=0, keepdims=True) + 1e-6)
+    h, w = size
+    step = 256 // grid
+    inside_image = np.zeros((grid, grid), np.float32)
+    inside_image[:-(-h // step), :-(-w // step)] = 1.0
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+    out = np.zeros(len(masks))
+    for i, m in enumerate(masks):
+        full = np.zeros((256, 256), np.float32)
+        full[:h, :w] = m
+        share = full.reshape(grid, step, grid, step).mean((1, 3))  # the mask's share of each token
+        ring = np.clip(cv2.dilate((share > 0.5).astype(np.uint8), kernel) - share, 0, 1) * inside_image
+        if share.sum() < 1e-3 or ring.sum() < 1e-3:
+            continue
+        a = (unit * share).sum((1, 2))
+        b = (unit * ring).sum((1, 2))
+        out[i] = 1.0 - float(a @ b) / (float(np.linalg.norm(a) * np.linalg.norm(b)) + 1e-9)
+    return out
+
+
+def decode_candidates(session, x: float, y: float, boxes: list[Box] | None = None):
+    """Candidate boxes (the click's first look by default) decoded in one batch against the cached
+    whole-slice embedding: ``(logits, predicted IoU, masks at model resolution, the click at
+    model resolution)``."""
+    cands = boxes if boxes is not None else extent_candidates(session.image, x, y)
     frame = session.frame
     within = (min(b[0] for b in cands), min(b[1] for b in cands), max(b[2] for b in cands),
               max(b[3] for b in cands))
@@ -109,7 +146,23 @@ def decode_candidates(session, x: float, y: float):
     h256, w256 = frame.size
     masks = [lg[:h256, :w256] > 0 for lg in logits]  # judged at model resolution (fast)
     mx, my = np.clip(np.round(frame.to_model(np.array([x, y]))).astype(int), 0, [w256 - 1, h256 - 1])
-    return logits, pred, masks, (int(mx), int(my))
+    return list(logits), pred, masks, (int(mx), int(my))
+
+
+def second_look(image: np.ndarray, x: float, y: float, first: list[Box]) -> list[Box]:
+    """The boxes of the second look that are not (nearly) boxes of the first."""
+    both = _dedupe(first + extent_candidates(image, x, y, MORE_TOLERANCES, MORE_SQUARES))
+    return both[len(first):]
+
+
+def rank(session, pred: np.ndarray, masks: list[np.ndarray], mx: int, my: int) -> np.ndarray:
+    """Each candidate's score (-inf where its mask misses the click)."""
+    ok = np.array([m[my, mx] for m in masks])
+    if not ok.any():
+        return np.full(len(masks), -np.inf)
+    cen = np.array([_centrality(m, mx, my) for m in masks])
+    con = embedding_contrast(session.embedding, masks, session.frame.size)
+    return np.where(ok, pred[:, 0] + _consensus(masks, ok) + 0.5 * cen + CONTRAST * con, -np.inf)
 
 
 def click_mask(session, points: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, float, str]:
@@ -117,14 +170,26 @@ def click_mask(session, points: np.ndarray, labels: np.ndarray) -> tuple[np.ndar
 
     Candidates are ranked by the model's IoU prediction, plus their agreement with the other
     candidates (a real object keeps its mask when the box around it changes size), plus how
-    central the click lies in the mask (people click inside, usually near the middle).
+    central the click lies in the mask (people click inside, usually near the middle), plus how
+    unlike its surroundings the mask is in the image embedding. With the engine's
+    ``click_second_look`` setting, when the model's IoU estimate for the pick is below `UNSURE`,
+    the second look's boxes are decoded too and all re-ranked.
     """
     pos = points[labels == 1]
-    logits, pred, masks, (mx, my) = decode_candidates(session, float(pos[0][0]), float(pos[0][1]))
-    ok = np.array([m[my, mx] for m in masks])
-    if not ok.any():
-        return np.zeros(session.image_shape, bool), 0.0, "click"
-    cen = np.array([_centrality(m, mx, my) for m in masks])
-    score = np.where(ok, pred[:, 0] + _consensus(masks, ok) + 0.5 * cen, -np.inf)
+    x, y = float(pos[0][0]), float(pos[0][1])
+    first = extent_candidates(session.image, x, y)
+    logits, pred, masks, (mx, my) = decode_candidates(session, x, y, first)
+    score = rank(session, pred, masks, mx, my)
     i = int(np.argmax(score))
+    settings = getattr(getattr(session, "engine", None), "settings", None)
+    if getattr(settings, "click_second_look", False) and (not np.isfinite(score[i]) or pred[i, 0] < UNSURE):
+        more = second_look(session.image, x, y, first)
+        if more:
+            lg2, pred2, masks2, _ = decode_candidates(session, x, y, more)
+            logits, masks = logits + lg2, masks + masks2
+            pred = np.concatenate([pred, pred2])
+            score = rank(session, pred, masks, mx, my)
+            i = int(np.argmax(score))
+    if not np.isfinite(score[i]):
+        return np.zeros(session.image_shape, bool), 0.0, "click"
     return session.frame.logits_to_image(logits[i]) > 0, float(pred[i, 0]), "click-whole"
