@@ -15,7 +15,8 @@ through OpenVINO at the precision ``auto`` picked. Printed per variant: click ->
 ratios against the first variant, box -> mask median, and single-click Dice over all rows, per
 modality and for the two halves (even / odd rows), and below them the *oracles*: the Dice of the
 best of the click's candidate masks that hold the click (what a perfect ranking would reach), of
-the first look and of both looks (`single_click`). ``--max-isa AVX2`` emulates a CPU without AVX-512 as bench/segmentation.py does.
+the first look and of both looks (`single_click`). ``--max-isa AVX2`` emulates a CPU without
+AVX-512 as bench/segmentation.py does.
 """
 
 from __future__ import annotations

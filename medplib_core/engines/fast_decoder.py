@@ -3,13 +3,14 @@
 The prompt encoder stays in PyTorch (it is a handful of small ops); the mask decoder, where a
 prompt's time goes (two-way transformer over 64x64 image tokens, then upscaling), is rewritten
 for one image and many prompts (``DecoderCore``) and runs through OpenVINO with dynamic batch,
-token counts and mask window, in bf16 on CPUs with native bf16 and AMX (`decoder_precision`). On this project's 2-core dev
-machine, one / eight box prompts: original eager 65 / 737 ms, OpenVINO bf16 of the original
-graph 32 / 237 ms, of ``DecoderCore`` 23-30 / 153-180 ms; four prompts with a 30x30-token
-window about 60 ms. In fp32 (CPUs without native bf16) the folded graph (attention without
-projecting the image tokens after the first layer; 0.72x the CPU time of the one before) runs
-split in two (`split_decoder`): its image side is computed once per embedding and cached with
-it, so boxes and clicks run only the prompt side. ``MEDPLIB_DECODER`` (``auto``, ``eager``, ``openvino``) overrides the
+token counts and mask window, in bf16 on CPUs with native bf16 and AMX (`decoder_precision`).
+On this project's 2-core dev machine, one / eight box prompts: original eager 65 / 737 ms,
+OpenVINO bf16 of the original graph 32 / 237 ms, of ``DecoderCore`` 23-30 / 153-180 ms; four
+prompts with a 30x30-token window about 60 ms. In fp32 (CPUs without native bf16 or without
+AMX) the folded graph (attention without projecting the image tokens after the first layer;
+0.72x the CPU time of the one before) runs split in two (`split_decoder`): its image side is
+computed once per embedding and cached with it, so boxes and clicks run only the prompt side.
+``MEDPLIB_DECODER`` (``auto``, ``eager``, ``openvino``) overrides the
 choice and ``MEDPLIB_DECODER_PRECISION=f32`` keeps fp32. Like the encoder, the backend is
 compared with eager PyTorch once before it is trusted.
 """

@@ -21,16 +21,17 @@ and centrality picked 0.753 of four (0.770 of eleven). SAM's stability score, th
 the mask's border, the grey-level contrast with a ring around the mask and how much of the box
 edge the mask covers moved the two halves of dev2d in opposite directions or by less than 0.01.
 The contrast in the image embedding (the mask's mean token against a ring two tokens wide) is
-the first signal that held on both halves, for ring widths of one to four tokens and with fp32
-and bf16 embeddings: 0.758 -> 0.764 with the fp32 encoder (halves 0.789 / 0.726 -> 0.789 /
-0.739), 0.758 -> 0.767 with bf16 (0.796 / 0.719 -> 0.793 / 0.740). The second look raises it to 0.766 (fp32) and 0.782 (bf16)
-but costs 45 % of the clicks a second batch: click -> mask 92-102 ms median and 220-250 ms at
-the 90th percentile in the benchmark against 72-78 / 89-96 ms, and in the window (bench/gui.py,
-CT 512^2) 122-156 ms against 78-80 ms, past the 100 ms a click may take; hence opt-in.
-(bench/segmentation.py prints both rows; Zen 4, two cores, 2026-12-03.) Earlier measurements that
-still hold: re-decoding the winner's own box (0.737), three candidates (at most 0.732), early
-exit when two candidates agree (they rarely do), the multimask outputs, the click as a point
-prompt next to the box and averaging the agreeing masks gained nothing.
+the first signal that held on both halves, with fp32 and bf16 embeddings (and, with bf16, for
+ring widths of one to four tokens): 0.758 -> 0.764 with the fp32 encoder (halves 0.789 / 0.726
+-> 0.789 / 0.739), 0.758 -> 0.767 with bf16 (0.796 / 0.719 -> 0.793 / 0.740). The second look
+raises it to 0.766 (fp32) and 0.782 (bf16) but costs 45 % of the clicks a second batch: click
+-> mask 92-102 ms median and 220-250 ms at the 90th percentile in the benchmark against 72-78
+/ 89-96 ms, and in the window (bench/gui.py, CT 512^2) 122-156 ms against 72-89 ms, past the
+100 ms a click may take; hence opt-in (bench/segmentation.py prints both rows; Zen 4, two
+cores, 2026-12-03). Earlier measurements that still hold: re-decoding the winner's own box
+(0.737), three candidates (at most 0.732), early exit when two candidates agree (they rarely
+do), the multimask outputs, the click as a point prompt next to the box and averaging the
+agreeing masks gained nothing.
 """
 
 from __future__ import annotations
@@ -113,24 +114,25 @@ def embedding_contrast(embedding: np.ndarray, masks: list[np.ndarray], size: tup
     around it, within the image. Masks at model resolution (``size`` of the 256x256 input)."""
     emb = np.asarray(embedding, np.float32).reshape(-1, *np.shape(embedding)[-2:])  # (C, 64, 64)
     grid = emb.shape[-1]
-    unit = emb / (np.linalg.norm(emb, axis=0, keepdims=True) + 1e-6)
+    tokens = emb.reshape(len(emb), -1)
+    norms = np.sqrt(np.einsum("ct,ct->t", tokens, tokens)) + 1e-6  # each token's length
     h, w = size
     step = 256 // grid
     inside_image = np.zeros((grid, grid), np.float32)
     inside_image[:-(-h // step), :-(-w // step)] = 1.0
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
-    out = np.zeros(len(masks))
+    weights = np.zeros((2 * len(masks), grid * grid), np.float32)  # each mask's tokens, then its ring's
     for i, m in enumerate(masks):
         full = np.zeros((256, 256), np.float32)
         full[:h, :w] = m
         share = full.reshape(grid, step, grid, step).mean((1, 3))  # the mask's share of each token
         ring = np.clip(cv2.dilate((share > 0.5).astype(np.uint8), kernel) - share, 0, 1) * inside_image
-        if share.sum() < 1e-3 or ring.sum() < 1e-3:
-            continue
-        a = (unit * share).sum((1, 2))
-        b = (unit * ring).sum((1, 2))
-        out[i] = 1.0 - float(a @ b) / (float(np.linalg.norm(a) * np.linalg.norm(b)) + 1e-9)
-    return out
+        weights[2 * i], weights[2 * i + 1] = share.ravel(), ring.ravel()
+    sums = (weights / norms) @ tokens.T  # (2N, C): the summed unit tokens of each mask and ring
+    a, b = sums[0::2], sums[1::2]
+    cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-9)
+    empty = (weights[0::2].sum(1) < 1e-3) | (weights[1::2].sum(1) < 1e-3)
+    return np.where(empty, 0.0, 1.0 - cos).astype(np.float64)
 
 
 def decode_candidates(session, x: float, y: float, boxes: list[Box] | None = None):
