@@ -11,6 +11,8 @@ automatically at a reduced size (``--size reduced``) in fp32 and prints the same
 ``--checkpoint/--clip/--sam`` benchmark real weights instead of random ones.
 
     python bench/medplib_gpu.py [--size auto|full|reduced] [--decode-tokens 128] [--repeats 3]
+
+``bench/medplib_gpu_lease.sh`` runs it in stages on a lent GPU machine.
 """
 
 from __future__ import annotations
@@ -83,8 +85,13 @@ def random_in_memory(folder: Path, raw: dict, device: torch.device, dtype: torch
     cfg = parse_config(raw)
     vision = clip_vision_config(None, dims=_vision_dims(raw))
     model = build_model(cfg, vision, "meta")
+    chunk: dict = {}
     for name, t in random_checkpoint_tensors(cfg, vision, include_inv_freq=False, device=device):
-        model.load_state_dict({name: t.to(dtype)}, strict=False, assign=True)
+        chunk[name] = t.to(dtype)
+        if len(chunk) == 64:  # each call walks the whole module tree: assign in chunks
+            model.load_state_dict(chunk, strict=False, assign=True)
+            chunk = {}
+    model.load_state_dict(chunk, strict=False, assign=True)
     model.reset_buffers(device)
     rep = LoadReport(str(folder), str(device), str(dtype))
     return LoadedMedplib(model, MedplibTokenizer.from_folder(folder), cfg, rep, folder, "random")
@@ -111,7 +118,8 @@ def run(args) -> dict:
 
     dev = resolve_device(args.device)
     size = args.size if args.size != "auto" else ("full" if dev.type == "cuda" else "reduced")
-    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}.get(
+        args.dtype, torch.bfloat16 if dev.type == "cuda" else torch.float32)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="medplib-bench-"))
     res: dict = {"device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
                  "size": "real weights" if args.checkpoint else size, "dtype": str(dtype)[6:]}
@@ -138,12 +146,13 @@ def run(args) -> dict:
                     torch.cuda.reset_peak_memory_stats(dev)
                 base = _host_peak()
                 t0 = time.perf_counter()
-                loaded = load_medplib(work / "ckpt", None, None, device=dev)
+                loaded = load_medplib(work / "ckpt", None, None, device=dev, dtype=dtype)
                 res["load_s"] = time.perf_counter() - t0
                 res["load_host_growth_gb"] = (_host_peak() - base) / 1e9
                 res["load_note"] = "from local safetensors shards (page cache warm)"
         res["load_peak_gb"] = _peak(dev)
-        measure(loaded, args, dev, res)
+        if not args.load_only:
+            measure(loaded, args, dev, res)
     finally:
         if not args.keep and not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
@@ -264,6 +273,16 @@ def _gb(v) -> str:
     return "n/a (CPU)" if v is None else f"{v:.2f} GB"
 
 
+def load_table(res: dict) -> str:
+    rows = [f"device: {res['device']}; model: {res['size']}, {res['dtype']}"]
+    if "write_s" in res:
+        rows.append(f"random checkpoint written in {res['write_s']:.1f} s")
+    rows.append(f"load: {res['load_s']:.2f} s ({res.get('load_note', 'real weights')}); "
+                f"host peak growth {res.get('load_host_growth_gb', float('nan')):.2f} GB (goal < 8 GB); "
+                f"GPU peak {_gb(res['load_peak_gb'])}")
+    return "\n".join(rows)
+
+
 def table(res: dict) -> str:
     ref, fast = res["ref"], res["fast"]
     rows = [
@@ -301,6 +320,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--size", choices=("auto", "full", "reduced"), default="auto")
     p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", choices=("auto", "bf16", "fp32"), default="auto",
+                   help="auto: bf16 on a GPU, fp32 on a CPU")
     p.add_argument("--decode-tokens", type=int, default=128)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--stream-tokens", type=int, default=None,
@@ -312,7 +333,10 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint")
     p.add_argument("--clip")
     p.add_argument("--sam")
+    p.add_argument("--load-only", action="store_true",
+                   help="write (random weights) and load the checkpoint, then print the load rows")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--save", help="also write the results as JSON to this file")
     args = p.parse_args(argv)
     if args.stream_tokens is None:
         args.stream_tokens = 64 if torch.cuda.is_available() else 16
@@ -320,7 +344,12 @@ def main(argv=None) -> int:
     if not torch.cuda.is_available():
         print("note: no GPU available; ran on the CPU at the reduced size" if res["size"] == "reduced"
               else "note: no GPU available")
-    print(json.dumps(res, indent=1, default=str) if args.json else table(res))
+    if args.save:
+        Path(args.save).write_text(json.dumps(res, indent=1, default=str))
+    if args.json:
+        print(json.dumps(res, indent=1, default=str))
+    else:
+        print(load_table(res) if args.load_only else table(res))
     return 0
 
 
