@@ -18,7 +18,9 @@ automatically at a reduced size (``--size reduced``) in fp32 and prints the same
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
+import signal
 import shutil
 import statistics
 import sys
@@ -97,6 +99,14 @@ def random_in_memory(folder: Path, raw: dict, device: torch.device, dtype: torch
     return LoadedMedplib(model, MedplibTokenizer.from_folder(folder), cfg, rep, folder, "random")
 
 
+_T0 = time.perf_counter()
+
+
+def _progress(what: str) -> None:
+    """One line per row on stderr, so that a run cut short still says how far it came."""
+    print(f"[{time.perf_counter() - _T0:7.1f} s] {what}", file=sys.stderr, flush=True)
+
+
 def _sync(dev: torch.device) -> None:
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
@@ -151,6 +161,7 @@ def run(args) -> dict:
                 res["load_host_growth_gb"] = (_host_peak() - base) / 1e9
                 res["load_note"] = "from local safetensors shards (page cache warm)"
         res["load_peak_gb"] = _peak(dev)
+        _progress(f"loaded in {res['load_s']:.1f} s")
         if not args.load_only:
             measure(loaded, args, dev, res)
     finally:
@@ -170,6 +181,7 @@ def measure(loaded, args, dev, res) -> None:
 
     model, tok = loaded.model, loaded.tokenizer
     res["parameters"] = sum(p.numel() for p in model.parameters())
+    _progress(f"model ready: {res['parameters']:,} parameters")
     image = (np.random.RandomState(0).rand(512, 512) * 255).astype(np.uint8)
     ctx = model.encode_image(image)
     res["encode_image_s"] = _median_time(lambda: model.encode_image(image), args.repeats, dev)
@@ -182,6 +194,7 @@ def measure(loaded, args, dev, res) -> None:
     layers = len(model.model.layers)
     max_len = int(emb.shape[1]) + max(n_tok, args.stream_tokens) + 64
 
+    _progress("image encoded")
     # today's loop
     generate(model, tok, emb, KVCache(layers), GenerationSettings(max_new_tokens=8, ignore_eos=True))
     ttft, rates, ref = [], [], None
@@ -190,6 +203,7 @@ def measure(loaded, args, dev, res) -> None:
         ttft.append(ref.prefill_s)
         rates.append((len(ref.ids) - 1) / ref.decode_s)
     res["ref"] = {"ttft_s": statistics.median(ttft), "decode_tok_s": statistics.median(rates)}
+    _progress(f"today's loop: {res['ref']}")
 
     # fast path, batch 1 (also the chat sessions' scheduler, so no extra rows are allocated)
     sched = shared_scheduler(model, tok, max_batch=1, cached_rows=0, max_len=max_len)
@@ -202,6 +216,7 @@ def measure(loaded, args, dev, res) -> None:
         rates.append((len(fast.ids) - 1) / (h.token_times[-1] - h.token_times[0]))
     res["fast"] = {"ttft_s": statistics.median(ttft), "decode_tok_s": statistics.median(rates),
                    "kernels": sched.fast.kernels, "graphs": _graph_state(sched)}
+    _progress(f"fast path: {res['fast']}")
     k = min(64, len(ref.ids))
     res["parity"] = {"compared": k, "equal": sum(a == b for a, b in zip(ref.ids[:k], fast.ids[:k])),
                      "dtype": res["dtype"]}
@@ -217,6 +232,7 @@ def measure(loaded, args, dev, res) -> None:
 
         ground()
         res[name]["grounding_s"] = _median_time(ground, args.repeats, dev)
+        _progress(f"grounding ({name}): {res[name]['grounding_s']:.3f} s")
     res["peak_b1_gb"] = _peak(dev)
     res["host_peak_gb"] = _host_peak() / 1e9
     model.__dict__.pop("_shared_scheduler", None)
@@ -242,6 +258,7 @@ def measure(loaded, args, dev, res) -> None:
                              "steady_tok_s": inside / (t_b - t_a) if t_b > t_a else float("nan"),
                              "p95_ms": 1000 * float(np.percentile(gaps, 95)),
                              "peak_gb": _peak(dev)}
+        _progress(f"{n} streams: {res['streams'][n]}")
         del s, handles
         _free(dev)
 
@@ -338,6 +355,7 @@ def main(argv=None) -> int:
     p.add_argument("--json", action="store_true")
     p.add_argument("--save", help="also write the results as JSON to this file")
     args = p.parse_args(argv)
+    faulthandler.register(signal.SIGTERM, all_threads=True)  # `timeout` shows where it was
     if args.stream_tokens is None:
         args.stream_tokens = 64 if torch.cuda.is_available() else 16
     res = run(args)

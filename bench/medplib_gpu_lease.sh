@@ -33,7 +33,7 @@ stage() {  # stage NAME SECONDS ARGS...
   df -h /tmp | tail -1
 } 2>&1 | tee "$OUT/env.txt"
 
-stage reduced 90 --size reduced --device cuda --decode-tokens 64 --repeats 2 --streams 4 16
-stage full 220 --size full --in-memory --decode-tokens 128 --repeats 3
+stage reduced 50 --size reduced --device cuda --decode-tokens 64 --repeats 2 --streams 4
+stage full 240 --size full --in-memory --decode-tokens 128 --repeats 3
 stage load 180 --size full --load-only --workdir /tmp/medplib-ckpt
 rm -rf /tmp/medplib-ckpt

@@ -79,6 +79,30 @@ def test_fast_generate_equals_reference_greedy_ids(tiny, question):
     assert got.ids == ref.ids and got.text == ref.text and got.stop_reason == ref.stop_reason
 
 
+def test_host_one_step_behind_finishes_every_answer(tiny, tiny_demo):
+    """As on a GPU, the host reads a step's ids while the next one runs (host_lag=1): the last
+    step of an answer is still read once nothing is left to launch (it once waited forever),
+    and the ids, the streamed text and the <SEG> state are those of the reference loop."""
+    emb = _prompt(tiny, QUESTIONS[0])
+    for s in (GenerationSettings(max_new_tokens=1, ignore_eos=True),
+              GenerationSettings(max_new_tokens=9, ignore_eos=True)):
+        sched = DecodeScheduler(tiny.model, tiny.tokenizer, max_batch=2, max_len=1024,
+                                host_lag=1)
+        handles = [sched.submit(DecodeRequest(emb, s)) for _ in range(3)]
+        assert [h.result(timeout=60).ids for h in handles] == [_reference(tiny, emb, s).ids] * 3
+        sched.step()  # reads the one extra step launched before the host saw the last token
+        assert not sched.busy
+    emb = _prompt(tiny_demo, "Where is the liver?")
+    s = GenerationSettings(max_new_tokens=40)
+    ref = _reference(tiny_demo, emb, s)
+    sched = DecodeScheduler(tiny_demo.model, tiny_demo.tokenizer, max_batch=2, max_len=1024,
+                            host_lag=1)
+    deltas: list[str] = []
+    got = sched.submit(DecodeRequest(emb, s, on_text=deltas.append)).result(timeout=60)
+    assert got.ids == ref.ids and got.stop_reason == "eos" and "".join(deltas) == ref.text
+    torch.testing.assert_close(got.seg_states[0], ref.seg_states[0], rtol=0, atol=1e-5)
+
+
 def test_fast_path_seg_state_stream_and_stop_like_reference(tiny_demo):
     """The demo checkpoint answers "The liver <SEG>." by itself: same ids, text, streamed
     deltas and <SEG> state (the state that predicted it, §11.1) on both paths."""
@@ -125,14 +149,16 @@ def five_requests(tiny):
     return prompts, settings, [_reference(tiny, e, s) for e, s in zip(prompts, settings)]
 
 
-@pytest.mark.parametrize("kernel", ["grouped", "loop", "dense"])
-def test_continuous_batching_equals_one_at_a_time(tiny, five_requests, kernel):
+@pytest.mark.timeout(180)  # a step the host never reads would loop forever
+@pytest.mark.parametrize("kernel,host_lag", [("grouped", 0), ("loop", 0), ("dense", 0),
+                                             ("grouped", 1)])
+def test_continuous_batching_equals_one_at_a_time(tiny, five_requests, kernel, host_lag):
     """Five requests of different lengths through three rows: each joins when a row frees,
     leaves when done, and gets exactly its own greedy ids; one is cancelled midway."""
     prompts, settings, refs = five_requests
     lengths = LENGTHS
     sched = DecodeScheduler(tiny.model, tiny.tokenizer, max_batch=3, max_len=1024,
-                            moe_kernel=kernel)
+                            moe_kernel=kernel, host_lag=host_lag)
     handles = [sched.submit(DecodeRequest(e, s)) for e, s in zip(prompts, settings)]
     victim = sched.submit(DecodeRequest(prompts[0], GenerationSettings(max_new_tokens=50)))
     batch_sizes = []

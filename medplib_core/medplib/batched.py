@@ -151,11 +151,18 @@ class DecodeScheduler:
 
     ``max_batch``: rows decoded together; ``cached_rows``: extra rows that keep finished
     conversations for prefix reuse; ``max_len``: positions per row (prompt + answer);
-    ``cuda_graphs``: "auto" (on CUDA), True or False."""
+    ``cuda_graphs``: "auto" (on CUDA), True or False; ``host_lag``: steps the host may be
+    behind the device ("auto": 1 on CUDA, where the copy is asynchronous, 0 on a CPU)."""
 
     def __init__(self, model, tokenizer, max_batch: int = 8, max_len: int = 2048,
-                 cached_rows: int = 1, cuda_graphs: bool | str = "auto", moe_kernel: str = "auto"):
+                 cached_rows: int = 1, cuda_graphs: bool | str = "auto", moe_kernel: str = "auto",
+                 host_lag: int | str = "auto"):
         self.fast = FastLM.for_model(model, moe_kernel)
+        if host_lag == "auto":
+            host_lag = 1 if self.fast.device.type == "cuda" else 0
+        if host_lag not in (0, 1):
+            raise ValueError("host_lag is 0 or 1")
+        self.host_lag = host_lag
         self.tok = tokenizer
         self.max_batch = max_batch
         self.rows = max_batch + cached_rows
@@ -243,8 +250,10 @@ class DecodeScheduler:
             live = [s for s in self._slots[:self._n_active] if not s.finished]
             if live:
                 self._launch_decode(live)
-            sync = any(s.sampling for s in live) or self.fast.device.type != "cuda"
-            self._drain(keep=0 if sync else 1)
+            # the host reads a step's ids while the next one runs; with nothing launched
+            # (every row is done on the device) it reads everything still pending
+            lag = 0 if any(s.sampling for s in live) or not live else self.host_lag
+            self._drain(keep=lag)
             self._retire()
             return self.busy
 
