@@ -6,7 +6,7 @@
 #   3. the full-size model written as a released-layout checkpoint and loaded through the real
 #      loader: write time, load time, host and GPU peaks
 # It runs under the machine's own python3 (PyTorch and transformers are there) and writes
-# logs and JSON under $OUT (or ./gpu-out). Usage: bash bench/medplib_gpu_lease.sh
+# logs and JSON under $OUT (or ./gpu-out). Usage: [STAGES="reduced full load"] bash bench/medplib_gpu_lease.sh
 set -u
 OUT=${OUT:-gpu-out}
 mkdir -p "$OUT"
@@ -14,9 +14,12 @@ export PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
 BENCH=bench/medplib_gpu.py
 
+STAGES=" ${STAGES:-reduced full load} "
+
 stage() {  # stage NAME SECONDS ARGS...
   local name=$1 limit=$2
   shift 2
+  [[ $STAGES == *" $name "* ]] || return 0
   echo "== $name (limit ${limit} s) =="
   local t0=$SECONDS
   timeout "$limit" "$PY" "$BENCH" --save "$OUT/$name.json" "$@" >"$OUT/$name.log" 2>&1
