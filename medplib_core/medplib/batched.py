@@ -41,7 +41,6 @@ from .kv_cache import common_prefix
 from .generation import GenerationResult, GenerationSettings, choose_token, stop_string_seen
 
 RING = 4  # decode states kept per row (> the host's lag behind the device)
-FORCED_MAX = 256  # longest teacher-forced answer the device buffer holds
 
 
 @dataclass
@@ -173,7 +172,7 @@ class DecodeScheduler:
         self.pos = torch.full((R,), self.cache.scratch, **z)
         self.active = torch.zeros(R, **z)
         self.steps = torch.zeros(R, **z)
-        self.forced = torch.zeros(R, FORCED_MAX, **z)
+        self.forced = torch.zeros(R, max_len, **z)  # teacher-forced answers (as long as a row)
         self.forced_len = torch.zeros(R, **z)
         self.next_tok = torch.zeros(R, **z)
         self.ring = torch.zeros(R, RING, self.fast.hidden, device=dev, dtype=self.fast.dtype)
@@ -208,8 +207,8 @@ class DecodeScheduler:
             raise ValueError(f"the prompt ({emb.shape[0]} positions) does not fit a row "
                              f"of {self.cache.capacity}")
         forced = request.settings.forced_answer
-        if forced is not None and len(self.tok.encode(forced, add_bos=False)) + 1 > FORCED_MAX:
-            raise ValueError(f"forced answers are limited to {FORCED_MAX} tokens here")
+        if forced is not None and len(self.tok.encode(forced, add_bos=False)) + 1 > self.cache.capacity:
+            raise ValueError(f"the forced answer does not fit a row of {self.cache.capacity}")
         h = RequestHandle(self, request, next(self._ids))
         with self._mutex:
             self._waiting.append(h)
@@ -375,7 +374,7 @@ class DecodeScheduler:
         logits = self.fast.logits(hidden)
         self.logits_buf[rows] = logits
         st = self.steps[rows]
-        forced = self.forced[rows, st.clamp(max=FORCED_MAX - 1)]
+        forced = self.forced[rows, st.clamp(max=self.forced.shape[1] - 1)]
         nxt = torch.where(st < self.forced_len[rows], forced, logits.argmax(-1))
         self.ring[rows, st % RING] = hidden
         self.next_tok[rows] = nxt

@@ -17,6 +17,7 @@ on that thread (marshal the text to the GUI thread). One session is not thread-s
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
@@ -59,7 +60,8 @@ class ChatSettings:
     # "fast": static KV cache, device-side routing and token choice, shared batched scheduler
     # (fast_decode); "reference": the step-by-step loop of generation.generate; "auto": fast
     # on a GPU, reference on a CPU. Both give the same greedy ids (tests/test_medplib_fast.py).
-    decoder: str = "auto"
+    # $MEDPLIB_CHAT_DECODER sets the default (e.g. "fast" for a CPU server with many users).
+    decoder: str = field(default_factory=lambda: os.environ.get("MEDPLIB_CHAT_DECODER", "auto"))
 
 
 class ChatSession:
