@@ -39,13 +39,15 @@ from .window_files import FileCommands
 
 
 def default_extensions() -> tuple[Callable[["MainWindow"], Any], ...]:
-    """The chat dock, the review queue, the PACS entries and the analysis tools."""
+    """The chat dock, the review queue, the PACS entries, the analysis tools and the click
+    option."""
     from .analysis_tools import install_analysis
     from .chat import install_chat_panel
+    from .click_options import install_click_options
     from .pacs import install_pacs
     from .review import install_review
 
-    return (install_chat_panel, install_review, install_pacs, install_analysis)
+    return (install_chat_panel, install_review, install_pacs, install_analysis, install_click_options)
 
 
 class MainWindow(FileCommands, QMainWindow):
