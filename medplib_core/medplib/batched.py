@@ -207,8 +207,9 @@ class DecodeScheduler:
             raise ValueError(f"the prompt ({emb.shape[0]} positions) does not fit a row "
                              f"of {self.cache.capacity}")
         forced = request.settings.forced_answer
-        if forced is not None and len(self.tok.encode(forced, add_bos=False)) + 1 > self.cache.capacity:
-            raise ValueError(f"the forced answer does not fit a row of {self.cache.capacity}")
+        cap = self.cache.capacity
+        if forced is not None and len(self.tok.encode(forced, add_bos=False)) + 1 > cap:
+            raise ValueError(f"the forced answer does not fit a row of {cap}")
         h = RequestHandle(self, request, next(self._ids))
         with self._mutex:
             self._waiting.append(h)
