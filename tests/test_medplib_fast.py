@@ -69,6 +69,17 @@ def test_moe_kernels_agree_with_the_reference_moe(tiny):
                                    want[:1], rtol=1e-5, atol=1e-5, msg=name)
 
 
+def test_decode_kernel_never_needs_the_host_on_a_gpu():
+    from medplib_core.medplib.fast_lm import decode_kernel
+
+    bf16, fp32 = torch.bfloat16, torch.float32
+    assert decode_kernel(True, None, fp32) == "grouped" and decode_kernel(False, None, fp32) == "loop"
+    assert decode_kernel(True, (9, 0), bf16) == "grouped"  # H100/H200: device-side offsets
+    assert decode_kernel(True, (10, 0), bf16) == "grouped"
+    assert decode_kernel(True, (8, 9), bf16) == "dense"  # e.g. L40S: grouped GEMM syncs there
+    assert decode_kernel(True, (9, 0), fp32) == "dense" and decode_kernel(False, (9, 0), bf16) == "dense"
+
+
 @pytest.mark.parametrize("question", QUESTIONS[:3])
 def test_fast_generate_equals_reference_greedy_ids(tiny, question):
     emb = _prompt(tiny, question)

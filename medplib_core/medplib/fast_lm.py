@@ -167,6 +167,19 @@ def _grouped_works(layer: PackedLayer) -> bool:
     return bool(torch.allclose(got.float(), want.float(), rtol=tol, atol=tol))
 
 
+def decode_kernel(grouped: bool, capability: tuple[int, int] | None, dtype: torch.dtype) -> str:
+    """The MoE kernel of a decode step. On CUDA it must not synchronise with the host (the
+    step is captured in a graph): grouped GEMM is free of that only in bf16 on compute
+    capability 9.0 or newer (older GPUs take a fallback that reads the offsets on the host,
+    pytorch/pytorch#169970), else every expert runs on every token ("dense"). ``capability``
+    None: a CPU, where the per-expert loop is cheapest if grouped GEMM is unavailable."""
+    if capability is None:
+        return "grouped" if grouped else "loop"
+    if grouped and dtype == torch.bfloat16 and capability >= (9, 0):
+        return "grouped"
+    return "dense"
+
+
 # -- the decoder ------------------------------------------------------------------------------
 
 def rms_norm(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
@@ -225,11 +238,9 @@ class FastLM:
                 raise ValueError(f"unknown MoE kernel {wanted!r}")
             return {"prefill": wanted, "decode": wanted}
         grouped = _grouped_works(self.layers[0])
-        cuda = self.device.type == "cuda"
-        # on CUDA only bf16 grouped GEMM runs without a host round trip
-        graph_safe = grouped and (not cuda or self.dtype == torch.bfloat16)
+        cap = torch.cuda.get_device_capability(self.device) if self.device.type == "cuda" else None
         return {"prefill": "grouped" if grouped else "loop",
-                "decode": "grouped" if graph_safe else ("dense" if cuda else "loop")}
+                "decode": decode_kernel(grouped, cap, self.dtype)}
 
     def new_cache(self, rows: int, max_len: int) -> StaticKVCache:
         return StaticKVCache(len(self.layers), rows, self.kv_heads, max_len, self.head_dim,
