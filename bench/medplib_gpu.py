@@ -124,7 +124,7 @@ def _median_time(fn, repeats: int, dev: torch.device) -> float:
 
 
 def run(args) -> dict:
-    from medplib_core.medplib.loader import load_medplib, resolve_device
+    from medplib_core.medplib.loader import resolve_device
 
     dev = resolve_device(args.device)
     size = args.size if args.size != "auto" else ("full" if dev.type == "cuda" else "reduced")
@@ -137,11 +137,7 @@ def run(args) -> dict:
         torch.cuda.reset_peak_memory_stats(dev)
     try:
         if args.checkpoint:
-            base = _host_peak()
-            t0 = time.perf_counter()
-            loaded = load_medplib(args.checkpoint, args.clip, args.sam, device=dev, dtype=dtype)
-            res["load_s"] = time.perf_counter() - t0
-            res["load_host_growth_gb"] = (_host_peak() - base) / 1e9
+            loaded = _timed_load(args.checkpoint, args.clip, args.sam, dev, dtype, res)
         else:
             raw = bench_config(size)
             if args.in_memory:
@@ -159,11 +155,7 @@ def run(args) -> dict:
                 if dev.type == "cuda":  # the writer's GPU buffers are not part of the load
                     torch.cuda.empty_cache()
                     torch.cuda.reset_peak_memory_stats(dev)
-                base = _host_peak()
-                t0 = time.perf_counter()
-                loaded = load_medplib(work / "ckpt", None, None, device=dev, dtype=dtype)
-                res["load_s"] = time.perf_counter() - t0
-                res["load_host_growth_gb"] = (_host_peak() - base) / 1e9
+                loaded = _timed_load(work / "ckpt", None, None, dev, dtype, res)
                 res["load_note"] = "from local safetensors shards (page cache warm)"
         res["load_peak_gb"] = _peak(dev)
         _progress(f"loaded in {res['load_s']:.1f} s")
@@ -173,6 +165,18 @@ def run(args) -> dict:
         if not args.keep and not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
     return res
+
+
+def _timed_load(folder, clip, sam, dev, dtype, res: dict):
+    """Load through the real loader; record the load time and the host peak's growth."""
+    from medplib_core.medplib.loader import load_medplib
+
+    base = _host_peak()
+    t0 = time.perf_counter()
+    loaded = load_medplib(folder, clip, sam, device=dev, dtype=dtype)
+    res["load_s"] = time.perf_counter() - t0
+    res["load_host_growth_gb"] = (_host_peak() - base) / 1e9
+    return loaded
 
 
 def _load_in_child(folder: Path, args) -> dict:
