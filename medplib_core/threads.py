@@ -15,6 +15,10 @@ compiled here uses.
   effective if PyTorch is not imported yet): the heavy work of the fast backends runs in
   OpenVINO, and a spinning OpenMP worker steals a core from it.
 - OpenCV's pool gets the same count.
+- NumPy's BLAS (OpenBLAS) gets one thread (`threadpoolctl`; ``OPENBLAS_NUM_THREADS=1`` for
+  BLAS libraries loaded later): its matrices here are small (a click's ranking, 4x4
+  geometry), and after each threaded call OpenBLAS's workers spin for about a tenth of a
+  second, which made the OpenVINO decode right after it take 1.6x as long.
 
 Background work (pre-encoding) does not get its own pool: it yields to foreground work instead
 (see `medplib_core.engines.scheduling`), so one prompt never shares the cores with it.
@@ -30,6 +34,7 @@ _CONFIGURED: int | None = None
 
 if "torch" not in __import__("sys").modules:  # OpenMP reads this when PyTorch loads it
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # read by OpenBLAS copies loaded from now on
 
 
 def physical_cores() -> int:
@@ -62,7 +67,7 @@ def inference_threads() -> int:
 
 
 def configure(threads: int | None = None) -> int:
-    """Apply the policy to PyTorch and OpenCV; returns the thread count now in force.
+    """Apply the policy to PyTorch, OpenCV and BLAS; returns the thread count now in force.
 
     ``threads`` overrides the default count (a batch worker sharing the machine with others).
     Idempotent and safe to call from any thread. Models compiled later use the same count.
@@ -88,8 +93,18 @@ def configure(threads: int | None = None) -> int:
             cv2.setNumThreads(n)
         except ImportError:  # pragma: no cover - OpenCV is a dependency
             pass
+        limit_blas()
         _CONFIGURED = n
     return n
+
+
+def limit_blas() -> None:
+    """One thread for every BLAS library loaded in the process (NumPy's, SciPy's)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - a dependency; the light app may leave it out
+        return
+    threadpool_limits(1, user_api="blas")
 
 
 def configured() -> int | None:

@@ -46,3 +46,23 @@ def test_an_explicit_wait_policy_is_kept():
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True,
                          timeout=120)
     assert out.stdout.strip() == "ACTIVE"
+
+
+def test_blas_gets_one_thread_whenever_it_was_loaded():
+    """NumPy's OpenBLAS, loaded before the policy, is limited by `configure`; SciPy's, loaded
+    after it, by the environment: every BLAS library of the process then runs on one thread
+    (OpenBLAS's idle workers spin after each call and slowed the next OpenVINO decode)."""
+    code = ("import os; os.environ.pop('OPENBLAS_NUM_THREADS', None); import numpy\n"
+            "from threadpoolctl import threadpool_info\n"
+            "before = [p['num_threads'] for p in threadpool_info() if p['user_api'] == 'blas']\n"
+            "from medplib_core import threads; threads.configure(2)\n"
+            "import scipy.linalg\n"
+            "after = [(p['filepath'], p['num_threads']) for p in threadpool_info() if p['user_api'] == 'blas']\n"
+            "print(max(before), len(after), max(n for _, n in after))")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    before, libraries, most = (int(v) for v in out.stdout.split()[-3:])
+    assert before > 1  # NumPy's own default on this multi-core machine: the policy has work to do
+    assert libraries >= 1 and most == 1
