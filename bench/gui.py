@@ -19,7 +19,8 @@ embedding cached; timed from the mouse event until the proposal is in the docume
 canvas repainted, (a) while the neighbouring slices are being pre-encoded in the background
 (the usual state right after scrolling), (b) with nothing in the background, and (c) as (a)
 but with pre-emption switched off (the behaviour before it: background encoding shares the
-cores with the click). Goal: ≤ 100 ms median.
+cores with the click), then (a) and (b) with the second look of unsure clicks switched on
+(Settings ▸ Look again at unsure clicks). Goal: ≤ 100 ms median.
 """
 
 from __future__ import annotations
@@ -167,7 +168,8 @@ def _click_once(win, view, x: float, y: float) -> tuple[float, float]:
 
 
 def bench_clicks(win, vol, n: int) -> list[tuple[str, float, float, float, int]]:
-    """Click → mask in the window: with pre-encoding running, idle, and without pre-emption."""
+    """Click → mask in the window: with pre-encoding running, idle, and without pre-emption;
+    then the first two with the second look of unsure clicks (`single_click`) switched on."""
     from PySide6.QtCore import Qt
     from PySide6.QtTest import QTest
 
@@ -182,14 +184,17 @@ def bench_clicks(win, vol, n: int) -> list[tuple[str, float, float, float, int]]
     rng = np.random.default_rng(0)
     h, w = vol.shape[1:]
     points = [(float(rng.uniform(0.3, 0.7) * w), float(rng.uniform(0.3, 0.7) * h)) for _ in range(n)]
-    conditions = (("pre-encoding neighbours", True, True), ("idle", False, True),
-                  ("pre-encoding, pre-emption off", True, False))
-    gate_enter = eng.gate.on_enter
+    conditions = (("pre-encoding neighbours", True, True, False), ("idle", False, True, False),
+                  ("pre-encoding, pre-emption off", True, False, False),
+                  ("pre-encoding neighbours, second look when unsure", True, True, True),
+                  ("idle, second look when unsure", False, True, True))
+    gate_enter, second_look = eng.gate.on_enter, eng.settings.click_second_look
     times = {c[0]: [] for c in conditions}
     inner = {c[0]: [] for c in conditions}
     during = {c[0]: 0 for c in conditions}
     for i, (x, y) in enumerate(points):
-        for label, background, preempt in conditions:  # interleaved: the machine's load hits all alike
+        for label, background, preempt, second in conditions:  # interleaved: the machine's load hits all alike
+            eng.settings.click_second_look = second
             eng.gate.on_enter = gate_enter if preempt else None
             if eng._pre is not None:
                 eng._pre._gate = eng.gate if preempt else None
@@ -206,11 +211,12 @@ def bench_clicks(win, vol, n: int) -> list[tuple[str, float, float, float, int]]
             times[label].append(ms)
             inner[label].append(engine_ms)
     win.engine.stop_prefetch()
+    eng.settings.click_second_look = second_look
     eng.gate.on_enter = gate_enter
     if eng._pre is not None:
         eng._pre._gate = eng.gate
     rows = []
-    for label, _, _ in conditions:
+    for label, *_ in conditions:
         t_all, e_all = np.asarray(times[label]), np.asarray(inner[label])
         ok = np.isfinite(t_all)
         name = f"click → mask in the window, {label}"
