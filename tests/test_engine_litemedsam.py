@@ -75,8 +75,8 @@ def test_single_click_on_real_slices(engine, shared_data, target, part):
 
 @pytest.mark.shared_data
 def test_single_click_looks_again_when_the_model_is_unsure(engine, shared_data, monkeypatch):
-    """With the opt-in second look, a click the model is unsure of is decoded again from more
-    boxes. On a CT slice's left hip the bf16 encoder's first look picks a square that takes the
+    """With the second look (on by default), a click the model is unsure of is decoded again
+    from more boxes. On a CT slice's left hip the bf16 encoder's first look picks a square that takes the
     pelvis (Dice 0.10, the model unsure); the second look finds the hip (0.89). With fp32 the
     first look already finds it (0.87; the model is unsure still) and the second keeps it."""
     from medplib_core.engines import single_click
@@ -85,6 +85,8 @@ def test_single_click_looks_again_when_the_model_is_unsure(engine, shared_data, 
     x, y = interior_point(gt)
     s = engine.encode(img)
     click = Prompt(points=[(x, y)], point_labels=[1])
+    assert engine.settings.click_second_look is True  # the default
+    monkeypatch.setattr(engine.settings, "click_second_look", False)
     first_only = s.predict(click).mask
     first = single_click.extent_candidates(s.image, x, y)
     _, pred, masks, (mx, my) = single_click.decode_candidates(s, x, y, first)

@@ -25,9 +25,9 @@ def click_menu_entry(qtbot, window, menu_name: str, action) -> None:
 
 
 def test_second_look_entry_drives_the_engine_and_is_remembered(qtbot, make_window):
-    w = make_window(engine=None, settings={KEY: True})  # LiteMedSAM with its packaged weights
+    w = make_window(engine=None)  # LiteMedSAM with its packaged weights, nothing remembered yet
     act = w.actions_by_name[KEY]
-    assert act.isEnabled() and act.isChecked()
+    assert act.isEnabled() and act.isChecked()  # on by default
     assert w.engine.engine.settings.click_second_look is True
     click_menu_entry(qtbot, w, "settings", act)
     assert not act.isChecked() and w.engine.engine.settings.click_second_look is False
@@ -35,6 +35,13 @@ def test_second_look_entry_drives_the_engine_and_is_remembered(qtbot, make_windo
     click_menu_entry(qtbot, w, "settings", act)
     assert act.isChecked() and w.engine.engine.settings.click_second_look is True
     assert Settings().get(KEY, None, bool) is True
+
+
+def test_switching_the_second_look_off_is_remembered(qtbot, make_window):
+    w = make_window(engine=None, settings={KEY: False})
+    act = w.actions_by_name[KEY]
+    assert act.isEnabled() and not act.isChecked()
+    assert w.engine.engine.settings.click_second_look is False
 
 
 def test_an_engine_without_the_option_greys_the_entry_out(qtbot, make_window):

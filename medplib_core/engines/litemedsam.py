@@ -37,7 +37,7 @@ class Settings:
     clip_margin: float | None = 0.1  # keep box-prompt masks within the box grown by this much
     box_pad: float = 4.0  # grow boxes by this many model pixels (training boxes were loose)
     box_fit: bool = True  # a zoomed box is decoded on the whole slice too; keep the better box fit
-    click_second_look: bool = False  # a single click the model is unsure of is decoded again from more boxes
+    click_second_look: bool = True  # a single click the model is unsure of is decoded again from more boxes
 
 
 class LiteMedSAMEngine(SegmentationEngine):

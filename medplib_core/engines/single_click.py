@@ -10,9 +10,9 @@ extent locally and let the model judge:
    LiteMedSAM's point prompts measured worse); masks that miss the click are dropped, the rest
    ranked by predicted IoU, agreement between them, how central the click is in the mask, and
    how unlike its surroundings the mask is in the image embedding (`embedding_contrast`);
-3. opt-in (the engine's ``click_second_look``): when the model's IoU estimate for the pick is
-   below `UNSURE` (about half the clicks on dev2d), a second look adds flood fills at three
-   finer tolerances and four more square sizes, and all candidates are ranked again.
+3. the second look (the engine's ``click_second_look``, on by default): when the model's IoU
+   estimate for the pick is below `UNSURE` (about half the clicks on dev2d), flood fills at
+   three finer tolerances and four more square sizes are decoded too, and all are ranked again.
 
 Every candidate costs a decoder pass over all 64x64 image tokens (11-19 ms on two cores), so
 the first look is kept to four. The ranking, not the candidates, held the Dice back: the best of
@@ -24,14 +24,16 @@ The contrast in the image embedding (the mask's mean token against a ring two to
 the first signal that held on both halves, with fp32 and bf16 embeddings (and, with bf16, for
 ring widths of one to four tokens): 0.758 -> 0.764 with the fp32 encoder (halves 0.789 / 0.726
 -> 0.789 / 0.739), 0.758 -> 0.767 with bf16 (0.796 / 0.719 -> 0.793 / 0.740). The second look
-raises it to 0.766 (fp32) and 0.782 (bf16) but costs 45 % of the clicks a second batch: click
--> mask 92-102 ms median and 220-250 ms at the 90th percentile in the benchmark against 72-78
-/ 89-96 ms, and in the window (bench/gui.py, CT 512^2) 122-156 ms against 72-89 ms, past the
-100 ms a click may take; hence opt-in (bench/segmentation.py prints both rows; Zen 4, two
-cores, 2026-12-03). Earlier measurements that still hold: re-decoding the winner's own box
-(0.737), three candidates (at most 0.732), early exit when two candidates agree (they rarely
-do), the multimask outputs, the click as a point prompt next to the box and averaging the
-agreeing masks gained nothing.
+raises it to 0.766 (fp32) and 0.782 (bf16; halves 0.808 / 0.754) and costs 45 % of the clicks
+a second batch. It was opt-in while that took a click past 100 ms (103 ms median, 232 ms at the
+90th percentile); with NumPy's BLAS on one thread (`medplib_core.threads`) click -> mask is
+76 ms median and 177 ms at the 90th percentile with it, 65 / 77 ms without (bench/segmentation.py
+prints both rows; Zen 4, two cores, 2026-12-04), so it is on by default. Earlier measurements
+that still hold: re-decoding the winner's own box (0.737), three candidates (at most 0.732),
+early exit when two candidates agree (they rarely do), the multimask outputs, the click as a
+point prompt next to the box and averaging the agreeing masks gained nothing. Also tried on
+2026-12-04: boxes from a flood fill of the image embedding (tokens similar to the clicked one)
+as a fifth candidate raised the oracle to 0.833-0.836 but the ranking to at most 0.767.
 """
 
 from __future__ import annotations
@@ -174,8 +176,8 @@ def click_mask(session, points: np.ndarray, labels: np.ndarray) -> tuple[np.ndar
     candidates (a real object keeps its mask when the box around it changes size), plus how
     central the click lies in the mask (people click inside, usually near the middle), plus how
     unlike its surroundings the mask is in the image embedding. With the engine's
-    ``click_second_look`` setting, when the model's IoU estimate for the pick is below `UNSURE`,
-    the second look's boxes are decoded too and all re-ranked.
+    ``click_second_look`` setting (the default), when the model's IoU estimate for the pick is
+    below `UNSURE`, the second look's boxes are decoded too and all re-ranked.
     """
     pos = points[labels == 1]
     x, y = float(pos[0][0]), float(pos[0][1])
@@ -184,7 +186,7 @@ def click_mask(session, points: np.ndarray, labels: np.ndarray) -> tuple[np.ndar
     score = rank(session, pred, masks, mx, my)
     i = int(np.argmax(score))
     settings = getattr(getattr(session, "engine", None), "settings", None)
-    if getattr(settings, "click_second_look", False) and (not np.isfinite(score[i]) or pred[i, 0] < UNSURE):
+    if getattr(settings, "click_second_look", True) and (not np.isfinite(score[i]) or pred[i, 0] < UNSURE):
         more = second_look(session.image, x, y, first)
         if more:
             lg2, pred2, masks2, _ = decode_candidates(session, x, y, more)
