@@ -10,9 +10,9 @@ three multimask outputs chosen by the IoU head (with and without the single-mask
 their logits; the box padding at 0 and 8 model pixels instead of 4; crop-and-zoom off. All
 masks are clipped to the box grown by 10 % as the engine does. The last row is no rule but a
 ceiling: the best Dice among every decoder output for the box (the single mask and the three
-multimask outputs, in each view the box has), i.e. what a perfect choice among them would reach. Printed per modality and for
-the two halves of the rows (even / odd row numbers): a change is only worth keeping when it
-wins on both halves by a clear margin. Decoder time per variant is the median wall clock.
+multimask outputs, in each view the box has), what a perfect choice among them would reach.
+Printed per modality and for the two halves of the rows (even / odd row numbers): a change is
+only worth keeping when it wins on both halves by a clear margin. Decoder time per variant is the median wall clock.
 """
 
 from __future__ import annotations
