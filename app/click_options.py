@@ -9,6 +9,8 @@ applies to LiteMedSAM on this computer (an engine server decides for itself).
 
 from __future__ import annotations
 
+from medplib_core.engines.litemedsam import Settings as LiteMedSAMSettings
+
 KEY = "click_second_look"
 TEXT = "Look again at unsure clicks"
 TIP_ON = ("When the model is unsure of a click's mask, try more boxes around the click "
@@ -27,7 +29,7 @@ def install_click_options(window) -> None:
     window.menu("settings").addSeparator()  # an option, below the set-up dialogs
     act = window.add_action(KEY, TEXT, lambda: None, menu="settings")
     act.setCheckable(True)
-    act.setChecked(window.settings.get(KEY, True, bool))
+    act.setChecked(window.settings.get(KEY, LiteMedSAMSettings.click_second_look, bool))  # engine default
 
     def apply(*_):
         eng = window.engine.engine
